@@ -1,0 +1,298 @@
+//! The in-memory index: objects by key plus reverse references from each VirtualService,
+//! DestinationRule and Service to the Rollouts that name it, so that a write to any of them
+//! finds its Rollouts without a scan.
+
+use crate::model::{DestinationRule, Kind, Object, ObjectKey, Rollout, Service, VirtualService};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+#[derive(Debug, Default)]
+pub struct Index {
+    objects: HashMap<ObjectKey, Object>,
+    referenced_by: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+}
+
+/// Read access to objects: the index itself, or the index with one object replaced.
+pub trait Lookup {
+    fn object(&self, key: &ObjectKey) -> Option<Object>;
+    /// The Rollouts whose spec references `key`.
+    fn rollouts_referencing(&self, key: &ObjectKey) -> Vec<ObjectKey>;
+
+    fn rollout(&self, namespace: &str, name: &str) -> Option<Arc<Rollout>> {
+        match self.object(&ObjectKey::new(Kind::Rollout, namespace, name)) {
+            Some(Object::Rollout(r)) => Some(r),
+            _ => None,
+        }
+    }
+    fn virtual_service(&self, namespace: &str, name: &str) -> Option<Arc<VirtualService>> {
+        match self.object(&ObjectKey::new(Kind::VirtualService, namespace, name)) {
+            Some(Object::VirtualService(v)) => Some(v),
+            _ => None,
+        }
+    }
+    fn destination_rule(&self, namespace: &str, name: &str) -> Option<Arc<DestinationRule>> {
+        match self.object(&ObjectKey::new(Kind::DestinationRule, namespace, name)) {
+            Some(Object::DestinationRule(d)) => Some(d),
+            _ => None,
+        }
+    }
+    fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        match self.object(&ObjectKey::new(Kind::Service, namespace, name)) {
+            Some(Object::Service(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Every object a Rollout's spec references (VirtualServices, its DestinationRule, its Services).
+pub fn references_of(rollout: &Rollout) -> Vec<ObjectKey> {
+    let ns = rollout.meta.namespace.as_str();
+    let mut out = Vec::new();
+    for (_, vs_ref) in rollout.vs_refs() {
+        let (vs_ns, vs_name) = vs_ref.target(ns);
+        out.push(ObjectKey::new(Kind::VirtualService, &vs_ns, &vs_name));
+    }
+    if let Some(dr) = rollout.istio().and_then(|i| i.destination_rule.as_ref()) {
+        out.push(ObjectKey::new(Kind::DestinationRule, ns, &dr.name));
+    }
+    if let Some(c) = rollout.canary() {
+        let pp = c.ping_pong.as_ref();
+        let names = [
+            c.canary_service.as_deref(),
+            c.stable_service.as_deref(),
+            pp.map(|p| p.ping_service.as_str()),
+            pp.map(|p| p.pong_service.as_str()),
+        ];
+        for name in names.into_iter().flatten().filter(|n| !n.is_empty()) {
+            out.push(ObjectKey::new(Kind::Service, ns, name));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut index = Index::new();
+        for o in objects {
+            index.upsert(o);
+        }
+        index
+    }
+
+    /// Inserts or replaces an object; returns the previous version.
+    pub fn upsert(&mut self, object: Object) -> Option<Object> {
+        let key = object.key();
+        if let Object::Rollout(r) = &object {
+            for target in references_of(r) {
+                self.referenced_by
+                    .entry(target)
+                    .or_default()
+                    .insert(key.clone());
+            }
+        }
+        let previous = self.objects.insert(key.clone(), object);
+        if let Some(Object::Rollout(old)) = &previous {
+            let now = match self.objects.get(&key) {
+                Some(Object::Rollout(r)) => references_of(r),
+                _ => Vec::new(),
+            };
+            for target in references_of(old) {
+                if !now.contains(&target) {
+                    self.unlink(&target, &key);
+                }
+            }
+        }
+        previous
+    }
+
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
+        let previous = self.objects.remove(key);
+        if let Some(Object::Rollout(old)) = &previous {
+            for target in references_of(old) {
+                self.unlink(&target, key);
+            }
+        }
+        previous
+    }
+
+    fn unlink(&mut self, target: &ObjectKey, rollout: &ObjectKey) {
+        if let Some(set) = self.referenced_by.get_mut(target) {
+            set.remove(rollout);
+            if set.is_empty() {
+                self.referenced_by.remove(target);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    pub fn count(&self, kind: Kind) -> usize {
+        self.objects.keys().filter(|k| k.kind == kind).count()
+    }
+
+    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.objects.values()
+    }
+
+    /// Keys of one namespace and kind, or of all, sorted (for listings and resyncs).
+    pub fn keys(&self, kind: Kind) -> Vec<ObjectKey> {
+        let mut keys: Vec<ObjectKey> = self
+            .objects
+            .keys()
+            .filter(|k| k.kind == kind)
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+impl Lookup for Index {
+    fn object(&self, key: &ObjectKey) -> Option<Object> {
+        self.objects.get(key).cloned()
+    }
+
+    fn rollouts_referencing(&self, key: &ObjectKey) -> Vec<ObjectKey> {
+        self.referenced_by
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The index as it would be with one object written (`Some`) or deleted (`None`): how a request
+/// is judged before it is stored.
+pub struct Overlay<'a, L: Lookup + ?Sized> {
+    pub base: &'a L,
+    pub key: ObjectKey,
+    pub object: Option<Object>,
+}
+
+impl<L: Lookup + ?Sized> Lookup for Overlay<'_, L> {
+    fn object(&self, key: &ObjectKey) -> Option<Object> {
+        if *key == self.key {
+            self.object.clone()
+        } else {
+            self.base.object(key)
+        }
+    }
+
+    fn rollouts_referencing(&self, key: &ObjectKey) -> Vec<ObjectKey> {
+        let mut out = self.base.rollouts_referencing(key);
+        if self.key.kind == Kind::Rollout {
+            out.retain(|k| *k != self.key);
+            if let Some(Object::Rollout(r)) = &self.object {
+                if references_of(r).contains(key) {
+                    out.push(self.key.clone());
+                    out.sort();
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The index shared by the sources (writers) and the admission handlers (readers). Writers hold
+/// the lock for one object at a time; a whole reload builds a new index outside the lock.
+#[derive(Debug, Clone, Default)]
+pub struct SharedIndex(Arc<RwLock<Index>>);
+
+impl SharedIndex {
+    pub fn new(index: Index) -> Self {
+        SharedIndex(Arc::new(RwLock::new(index)))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn replace(&self, index: Index) {
+        let old = std::mem::replace(&mut *self.write(), index);
+        drop(old);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(doc: serde_json::Value) -> Object {
+        Object::parse(&doc, "default").unwrap().unwrap()
+    }
+
+    fn rollout(vs: &str) -> Object {
+        parse(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "r", "namespace": "ns"},
+            "spec": {"strategy": {"canary": {"canaryService": "c", "stableService": "s",
+                "trafficRouting": {"istio": {"virtualService": {"name": vs}}}}}}
+        }))
+    }
+
+    #[test]
+    fn reverse_references_follow_updates_and_deletes() {
+        let mut index = Index::new();
+        index.upsert(rollout("vs1"));
+        let vs1 = ObjectKey::new(Kind::VirtualService, "ns", "vs1");
+        let vs2 = ObjectKey::new(Kind::VirtualService, "other", "vs2");
+        let r = ObjectKey::new(Kind::Rollout, "ns", "r");
+        assert_eq!(index.rollouts_referencing(&vs1), vec![r.clone()]);
+        assert_eq!(
+            index.rollouts_referencing(&ObjectKey::new(Kind::Service, "ns", "c")),
+            vec![r.clone()]
+        );
+
+        index.upsert(rollout("vs2.other"));
+        assert!(index.rollouts_referencing(&vs1).is_empty());
+        assert_eq!(index.rollouts_referencing(&vs2), vec![r.clone()]);
+
+        index.remove(&r);
+        assert!(index.rollouts_referencing(&vs2).is_empty());
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn overlay_replaces_one_object() {
+        let mut index = Index::new();
+        index.upsert(rollout("vs1"));
+        let r = ObjectKey::new(Kind::Rollout, "ns", "r");
+        let vs1 = ObjectKey::new(Kind::VirtualService, "ns", "vs1");
+        let overlay = Overlay {
+            base: &index,
+            key: r.clone(),
+            object: Some(rollout("vs3")),
+        };
+        assert!(overlay.rollouts_referencing(&vs1).is_empty());
+        assert_eq!(
+            overlay.rollouts_referencing(&ObjectKey::new(Kind::VirtualService, "ns", "vs3")),
+            vec![r.clone()]
+        );
+        let deleted = Overlay {
+            base: &index,
+            key: r.clone(),
+            object: None,
+        };
+        assert!(deleted.object(&r).is_none());
+    }
+}

@@ -1,0 +1,10 @@
+//! rollout-guard: an admission webhook that validates Argo Rollouts + Istio references at apply
+//! time and keeps the controller-owned fields of a canary when GitOps re-applies them.
+//!
+//! Dependencies point one way: `cli` → `server`/`lint` → `admission` → `rules`/`drift` →
+//! `index` → `model`. The core never sees HTTP, TLS, files or the kube client.
+
+pub mod index;
+pub mod lint;
+pub mod model;
+pub mod rules;

@@ -1,0 +1,486 @@
+//! `rollout-guard lint`: the rules over YAML files, folders or stdin, for CI before a sync.
+//! Every object in the input is checked on its own; Rollouts are also checked against the other
+//! objects of the input (at the catalogue severity: deny where the referenced object is there).
+
+use crate::index::Index;
+use crate::model::{Object, ObjectKey};
+use crate::rules::{self, Finding, Severity};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One input file (or stdin) and its text.
+pub struct Input {
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LintFinding {
+    pub file: String,
+    pub document: usize,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub deny: usize,
+    pub warn: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub findings: Vec<LintFinding>,
+    pub summary: Summary,
+    /// Documents read; objects of our kinds among them.
+    #[serde(skip)]
+    pub documents: usize,
+    #[serde(skip)]
+    pub objects: usize,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> i32 {
+        i32::from(self.summary.deny > 0)
+    }
+
+    fn push(&mut self, f: LintFinding) {
+        match f.severity {
+            Severity::Deny => self.summary.deny += 1,
+            Severity::Warn => self.summary.warn += 1,
+        }
+        self.findings.push(f);
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for f in &self.findings {
+            let object = if f.kind.is_empty() {
+                String::new()
+            } else {
+                format!(" {} {}/{}", f.kind, f.namespace, f.name)
+            };
+            let path = if f.path.is_empty() {
+                String::new()
+            } else {
+                format!(" {}:", f.path)
+            };
+            out.push_str(&format!(
+                "{}:{}:{object}: {} [{}]{path} {}\n",
+                f.file,
+                f.document,
+                f.severity.as_str(),
+                f.rule,
+                f.message
+            ));
+        }
+        out.push_str(&format!(
+            "{} objects in {} documents: {} deny, {} warn\n",
+            self.objects, self.documents, self.summary.deny, self.summary.warn
+        ));
+        out
+    }
+}
+
+/// A YAML document cut out of a file, with the line it starts on.
+struct Document<'a> {
+    number: usize,
+    first_line: usize,
+    text: &'a str,
+}
+
+/// Splits a multi-document YAML stream at `---` lines. Numbering counts documents with content.
+fn documents<'a>(text: &'a str) -> Vec<Document<'a>> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    let push = |from: usize, to: usize, line: usize, docs: &mut Vec<Document<'a>>| {
+        let chunk = &text[from..to];
+        let has_content = chunk
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "...");
+        if has_content {
+            docs.push(Document {
+                number: docs.len() + 1,
+                first_line: line,
+                text: chunk,
+            });
+        }
+    };
+    for (line_no, line) in (1..).zip(text.split_inclusive('\n')) {
+        let bare = line.trim_end();
+        let is_separator = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
+        if is_separator {
+            push(start, offset, start_line, &mut docs);
+            start = offset + line.len();
+            start_line = line_no + 1;
+        }
+        offset += line.len();
+    }
+    push(start, text.len(), start_line, &mut docs);
+    docs
+}
+
+fn parse_yaml(doc: &Document<'_>) -> Result<Value, String> {
+    serde_yaml_ng::from_str::<Value>(doc.text).map_err(|e| match e.location() {
+        Some(loc) => format!(
+            "expected YAML, found a syntax error at line {}: {}",
+            doc.first_line + loc.line() - 1,
+            strip_location(&e.to_string())
+        ),
+        None => format!("expected YAML, found: {e}"),
+    })
+}
+
+fn strip_location(msg: &str) -> &str {
+    msg.split(" at line ").next().unwrap_or(msg)
+}
+
+struct Source {
+    file: String,
+    document: usize,
+}
+
+/// Lints inputs that were already read.
+pub fn lint(inputs: &[Input]) -> Report {
+    let mut report = Report::default();
+    let mut index = Index::new();
+    let mut origin: HashMap<ObjectKey, Source> = HashMap::new();
+    let mut self_findings: Vec<(Source, Finding)> = Vec::new();
+    for input in inputs {
+        for doc in documents(&input.text) {
+            report.documents += 1;
+            let invalid = |message: String| LintFinding {
+                file: input.name.clone(),
+                document: doc.number,
+                kind: String::new(),
+                namespace: String::new(),
+                name: String::new(),
+                rule: "invalid-object",
+                severity: Severity::Deny,
+                path: String::new(),
+                message,
+            };
+            let value = match parse_yaml(&doc) {
+                Ok(v) => v,
+                Err(message) => {
+                    report.push(invalid(message));
+                    continue;
+                }
+            };
+            let items: Vec<&Value> = match (
+                value.get("kind").and_then(Value::as_str),
+                value.get("items"),
+            ) {
+                (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
+                _ => vec![&value],
+            };
+            for item in items {
+                let object = match Object::parse(item, "default") {
+                    Ok(Some(o)) => o,
+                    Ok(None) => continue,
+                    Err(err) => {
+                        let mut f = invalid(format!("{}: {}", describe_doc(item), err));
+                        f.path = err.path.clone();
+                        if let Some(kind) = item.get("kind").and_then(Value::as_str) {
+                            f.kind = kind.to_string();
+                            f.name = item
+                                .pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string();
+                            f.namespace = item
+                                .pointer("/metadata/namespace")
+                                .and_then(Value::as_str)
+                                .unwrap_or("default")
+                                .to_string();
+                        }
+                        f.message = err.message;
+                        report.push(f);
+                        continue;
+                    }
+                };
+                report.objects += 1;
+                let key = object.key();
+                let source = || Source {
+                    file: input.name.clone(),
+                    document: doc.number,
+                };
+                for f in rules::check_self(&object) {
+                    self_findings.push((source(), f));
+                }
+                if let Some(previous) = origin.insert(key.clone(), source()) {
+                    self_findings.push((
+                        source(),
+                        Finding::new(
+                            "duplicate-object",
+                            &key,
+                            "metadata.name",
+                            format!(
+                                "{key} is defined again; this document replaces the one in {} document {} for the \
+                                 cross-object checks",
+                                previous.file, previous.document
+                            ),
+                        ),
+                    ));
+                }
+                index.upsert(object);
+            }
+        }
+    }
+    for (source, f) in self_findings {
+        report.push(to_lint(&source, f));
+    }
+    let mut rollouts = index.keys(crate::model::Kind::Rollout);
+    rollouts.sort();
+    for key in rollouts {
+        let Some(crate::model::Object::Rollout(r)) = crate::index::Lookup::object(&index, &key)
+        else {
+            continue;
+        };
+        let Some(source) = origin.get(&key) else {
+            continue;
+        };
+        for f in rules::check_references(&r, &index) {
+            report.push(to_lint(source, f));
+        }
+    }
+    report
+}
+
+fn describe_doc(v: &Value) -> String {
+    v.get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("document")
+        .to_string()
+}
+
+fn to_lint(source: &Source, f: Finding) -> LintFinding {
+    LintFinding {
+        file: source.file.clone(),
+        document: source.document,
+        kind: f.object.kind.to_string(),
+        namespace: f.object.namespace.to_string(),
+        name: f.object.name.to_string(),
+        rule: f.rule,
+        severity: f.severity,
+        path: f.path,
+        message: f.message,
+    }
+}
+
+/// Expands the command-line arguments into inputs: files, folders (recursively, `*.yaml` and
+/// `*.yml`, sorted) and `-` for stdin. Paths that cannot be read are returned as errors.
+pub fn read_inputs(args: &[String], stdin: &mut dyn std::io::Read) -> (Vec<Input>, Vec<String>) {
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for arg in args {
+        if arg == "-" {
+            let mut text = String::new();
+            match stdin.read_to_string(&mut text) {
+                Ok(_) => inputs.push(Input {
+                    name: "-".into(),
+                    text,
+                }),
+                Err(e) => errors.push(format!("-: cannot read stdin: {e}")),
+            }
+            continue;
+        }
+        let path = Path::new(arg);
+        let files = if path.is_dir() {
+            let mut found = Vec::new();
+            if let Err(e) = walk(path, &mut found) {
+                errors.push(format!("{arg}: cannot list folder: {e}"));
+            }
+            found.sort();
+            found
+        } else {
+            vec![path.to_path_buf()]
+        };
+        for file in files {
+            match std::fs::read(&file) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => inputs.push(Input {
+                        name: file.display().to_string(),
+                        text,
+                    }),
+                    Err(_) => errors.push(format!(
+                        "{}: expected UTF-8 text, found binary data",
+                        file.display()
+                    )),
+                },
+                Err(e) => errors.push(format!("{}: cannot read: {e}", file.display())),
+            }
+        }
+    }
+    (inputs, errors)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// The whole command: returns the exit code (0 clean or warnings, 1 deny findings, 2 nothing read).
+pub fn run(
+    paths: &[String],
+    output: Output,
+    stdout: &mut dyn std::io::Write,
+    stderr: &mut dyn std::io::Write,
+) -> i32 {
+    let paths: Vec<String> = if paths.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        paths.to_vec()
+    };
+    let (inputs, errors) = read_inputs(&paths, &mut std::io::stdin());
+    for e in &errors {
+        let _ = writeln!(stderr, "rollout-guard lint: {e}");
+    }
+    if inputs.is_empty() {
+        let _ = writeln!(stderr, "rollout-guard lint: nothing could be read");
+        return 2;
+    }
+    let mut report = lint(&inputs);
+    for e in errors {
+        let (file, message) = e.split_once(": ").unwrap_or(("", e.as_str()));
+        report.push(LintFinding {
+            file: file.to_string(),
+            document: 0,
+            kind: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+            rule: "invalid-object",
+            severity: Severity::Deny,
+            path: String::new(),
+            message: message.to_string(),
+        });
+    }
+    let written = match output {
+        Output::Text => stdout.write_all(report.to_text().as_bytes()),
+        Output::Json => serde_json::to_writer_pretty(&mut *stdout, &report)
+            .map_err(std::io::Error::other)
+            .and_then(|_| stdout.write_all(b"\n")),
+    };
+    if let Err(e) = written {
+        let _ = writeln!(stderr, "rollout-guard lint: cannot write the report: {e}");
+        return 2;
+    }
+    report.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint_text(text: &str) -> Report {
+        lint(&[Input {
+            name: "t.yaml".into(),
+            text: text.into(),
+        }])
+    }
+
+    #[test]
+    fn splits_documents_and_counts_only_content() {
+        let docs = documents("# header\n---\na: 1\n---\n\n---\nb: 2\n...\n");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].number, 1);
+        assert_eq!(docs[0].first_line, 3);
+        assert_eq!(docs[1].text.trim(), "b: 2\n...");
+    }
+
+    #[test]
+    fn bad_yaml_is_a_finding_with_its_line() {
+        let r = lint_text(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: [\n",
+        );
+        assert_eq!(r.summary.deny, 1);
+        let f = &r.findings[0];
+        assert_eq!((f.rule, f.document), ("invalid-object", 2));
+        assert!(
+            f.message.contains("line 6") || f.message.contains("line 7"),
+            "{}",
+            f.message
+        );
+        assert_eq!(r.exit_code(), 1);
+    }
+
+    #[test]
+    fn missing_kind_and_wrong_types_are_findings() {
+        let r = lint_text("apiVersion: v1\nmetadata: {name: a}\n");
+        assert_eq!(r.findings[0].rule, "invalid-object");
+        assert!(r.findings[0].message.contains("kind is missing"));
+        let r = lint_text(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r}\nspec:\n  strategy:\n    canary:\n      steps: [{setWeight: ten}]\n",
+        );
+        assert_eq!(
+            r.findings[0].path,
+            "spec.strategy.canary.steps[0].setWeight"
+        );
+        assert_eq!(
+            (r.findings[0].kind.as_str(), r.findings[0].name.as_str()),
+            ("Rollout", "r")
+        );
+    }
+
+    #[test]
+    fn other_kinds_are_ignored_and_duplicates_warned() {
+        let r = lint_text(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: default}\n",
+        );
+        assert_eq!(r.objects, 2);
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(
+            (r.findings[0].rule, r.findings[0].document),
+            ("duplicate-object", 3)
+        );
+        assert_eq!(r.exit_code(), 0);
+    }
+
+    #[test]
+    fn json_shape() {
+        let r = lint_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\nkind: x\n");
+        let v = serde_json::to_value(&r).unwrap();
+        let f = &v["findings"][0];
+        for key in [
+            "file",
+            "document",
+            "kind",
+            "namespace",
+            "name",
+            "rule",
+            "severity",
+            "path",
+            "message",
+        ] {
+            assert!(f.get(key).is_some(), "missing {key} in {f}");
+        }
+        assert_eq!(f["severity"], "deny");
+        assert_eq!(v["summary"]["deny"], 1);
+        assert_eq!(v["summary"]["warn"], 0);
+    }
+}

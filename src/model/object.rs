@@ -1,0 +1,328 @@
+use super::meta::RawMeta;
+use super::{DestinationRule, Meta, Rollout, Service, VirtualService};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
+
+/// The four kinds rollout-guard reads. Everything else is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Rollout,
+    VirtualService,
+    DestinationRule,
+    Service,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::Rollout,
+        Kind::VirtualService,
+        Kind::DestinationRule,
+        Kind::Service,
+    ];
+
+    /// Recognises a kind from `apiVersion` and `kind` (group and version checked).
+    pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        match (group, kind) {
+            ("argoproj.io", "Rollout") if version == "v1alpha1" => Some(Kind::Rollout),
+            ("networking.istio.io", "VirtualService")
+                if matches!(version, "v1alpha3" | "v1beta1" | "v1") =>
+            {
+                Some(Kind::VirtualService)
+            }
+            ("networking.istio.io", "DestinationRule")
+                if matches!(version, "v1alpha3" | "v1beta1" | "v1") =>
+            {
+                Some(Kind::DestinationRule)
+            }
+            ("", "Service") if version == "v1" => Some(Kind::Service),
+            _ => None,
+        }
+    }
+
+    /// Recognises a kind from an AdmissionReview `request.kind` (group, kind; version ignored
+    /// as the webhooks use `matchPolicy: Equivalent`).
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Kind> {
+        match (group, kind) {
+            ("argoproj.io", "Rollout") => Some(Kind::Rollout),
+            ("networking.istio.io", "VirtualService") => Some(Kind::VirtualService),
+            ("networking.istio.io", "DestinationRule") => Some(Kind::DestinationRule),
+            ("", "Service") => Some(Kind::Service),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Rollout => "Rollout",
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::Service => "Service",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of a cached object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl ObjectKey {
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
+        ObjectKey {
+            kind,
+            namespace: Arc::from(namespace),
+            name: Arc::from(name),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// One parsed object of a known kind.
+#[derive(Debug, Clone)]
+pub enum Object {
+    Rollout(Arc<Rollout>),
+    VirtualService(Arc<VirtualService>),
+    DestinationRule(Arc<DestinationRule>),
+    Service(Arc<Service>),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Rollout(_) => Kind::Rollout,
+            Object::VirtualService(_) => Kind::VirtualService,
+            Object::DestinationRule(_) => Kind::DestinationRule,
+            Object::Service(_) => Kind::Service,
+        }
+    }
+
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Object::Rollout(o) => &o.meta,
+            Object::VirtualService(o) => &o.meta,
+            Object::DestinationRule(o) => &o.meta,
+            Object::Service(o) => &o.meta,
+        }
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        let m = self.meta();
+        ObjectKey::new(self.kind(), &m.namespace, &m.name)
+    }
+
+    /// Parses a document (already decoded from YAML or JSON). `Ok(None)` for kinds that are
+    /// not ours; an error names the field path, what was expected and what was found.
+    pub fn parse(doc: &Value, default_namespace: &str) -> Result<Option<Object>, ParseError> {
+        let Some(map) = doc.as_object() else {
+            return Err(ParseError::new(
+                "",
+                format!("expected an object, found {}", describe(doc)),
+            ));
+        };
+        let api_version = match map.get("apiVersion") {
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            Some(Value::String(_)) | None => {
+                return Err(ParseError::new("apiVersion", "apiVersion is missing"))
+            }
+            Some(other) => {
+                return Err(ParseError::new(
+                    "apiVersion",
+                    format!("expected a string, found {}", describe(other)),
+                ))
+            }
+        };
+        let kind = match map.get("kind") {
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            Some(Value::String(_)) | None => {
+                return Err(ParseError::new("kind", "kind is missing"))
+            }
+            Some(other) => {
+                return Err(ParseError::new(
+                    "kind",
+                    format!("expected a string, found {}", describe(other)),
+                ))
+            }
+        };
+        let Some(kind) = Kind::from_type(api_version, kind) else {
+            return Ok(None);
+        };
+        Self::parse_kind(kind, doc, default_namespace).map(Some)
+    }
+
+    /// Parses a document whose kind is already known (an AdmissionReview names it).
+    pub fn parse_kind(
+        kind: Kind,
+        doc: &Value,
+        default_namespace: &str,
+    ) -> Result<Object, ParseError> {
+        let meta: RawMeta = match doc.get("metadata") {
+            Some(m) => field("metadata", m)?,
+            None => RawMeta::default(),
+        };
+        let meta = meta.into_meta(default_namespace);
+        let empty = Value::Null;
+        let spec = doc.get("spec").unwrap_or(&empty);
+        Ok(match kind {
+            Kind::Rollout => Object::Rollout(Arc::new(Rollout::from_parts(
+                meta,
+                spec,
+                doc.get("status"),
+            )?)),
+            Kind::VirtualService => {
+                Object::VirtualService(Arc::new(VirtualService::from_spec(meta, spec)?))
+            }
+            Kind::DestinationRule => {
+                Object::DestinationRule(Arc::new(DestinationRule::from_spec(meta, spec)?))
+            }
+            Kind::Service => Object::Service(Arc::new(Service::from_spec(meta, spec)?)),
+        })
+    }
+}
+
+/// A document that is not a valid object of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct ParseError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ParseError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ParseError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserialises `value` (found at `prefix`) into `T`, reporting the full path of a bad field.
+/// A `null` is read as an absent value.
+pub(crate) fn field<T: DeserializeOwned + Default>(
+    prefix: &str,
+    value: &Value,
+) -> Result<T, ParseError> {
+    if value.is_null() {
+        return Ok(T::default());
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let inner = err.path().to_string();
+        let path = match (prefix.is_empty(), inner.as_str()) {
+            (_, ".") => prefix.to_string(),
+            (true, p) => p.to_string(),
+            (false, p) if p.starts_with('[') => format!("{prefix}{p}"),
+            (false, p) => format!("{prefix}.{p}"),
+        };
+        ParseError::new(path, err.into_inner().to_string())
+    })
+}
+
+/// A short description of a JSON value for "found ..." messages.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) if s.len() > 40 => {
+            format!("string \"{}…\"", &s[..s.floor_char_boundary(40)])
+        }
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(a) => format!("a list of {} items", a.len()),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// Lenient integer fields: Kubernetes clients write whole numbers as floats (`80.0`) at times.
+pub(crate) mod lenient_int {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let v = Option::<serde_json::Number>::deserialize(d)?;
+        match v {
+            None => Ok(None),
+            Some(n) => to_int(&n).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+
+    fn to_int(n: &serde_json::Number) -> Result<i64, String> {
+        if let Some(i) = n.as_i64() {
+            return Ok(i);
+        }
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+            _ => Err(format!("invalid value: number {n}, expected an integer")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kinds_are_recognised_by_group_and_version() {
+        assert_eq!(
+            Kind::from_type("argoproj.io/v1alpha1", "Rollout"),
+            Some(Kind::Rollout)
+        );
+        for v in ["v1alpha3", "v1beta1", "v1"] {
+            assert_eq!(
+                Kind::from_type(&format!("networking.istio.io/{v}"), "VirtualService"),
+                Some(Kind::VirtualService)
+            );
+        }
+        assert_eq!(Kind::from_type("v1", "Service"), Some(Kind::Service));
+        assert_eq!(Kind::from_type("serving.knative.dev/v1", "Service"), None);
+        assert_eq!(
+            Kind::from_type("networking.istio.io/v1alpha3", "Gateway"),
+            None
+        );
+    }
+
+    #[test]
+    fn missing_type_fields_are_errors() {
+        let err = Object::parse(&json!({"kind": "Service"}), "default").unwrap_err();
+        assert_eq!(err.path, "apiVersion");
+        let err = Object::parse(&json!({"apiVersion": "v1"}), "default").unwrap_err();
+        assert_eq!(err.path, "kind");
+        let err = Object::parse(&json!(["a"]), "default").unwrap_err();
+        assert!(err.message.contains("expected an object"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_path() {
+        let doc = json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "r"},
+            "spec": {"strategy": {"canary": {"steps": [{"setWeight": 10}, {"setWeight": "ten"}]}}}
+        });
+        let err = Object::parse(&doc, "default").unwrap_err();
+        assert_eq!(err.path, "spec.strategy.canary.steps[1].setWeight");
+        assert!(err.message.contains("string \"ten\""), "{}", err.message);
+    }
+
+    #[test]
+    fn namespace_defaults() {
+        let doc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
+        let obj = Object::parse(&doc, "default").unwrap().unwrap();
+        assert_eq!(obj.key(), ObjectKey::new(Kind::Service, "default", "s"));
+    }
+}

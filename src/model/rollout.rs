@@ -1,0 +1,313 @@
+//! The fields of an Argo Rollout (`argoproj.io/v1alpha1`) that the rules and the drift guard read.
+
+use super::object::{field, lenient_int, ParseError};
+use super::Meta;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub meta: Meta,
+    pub spec: RolloutSpec,
+    /// The status as the controller wrote it, or why it could not be read. A bad status never
+    /// makes the Rollout itself unreadable: only the drift guard needs it.
+    pub status: Result<RolloutStatus, ParseError>,
+}
+
+impl Rollout {
+    pub(crate) fn from_parts(
+        meta: Meta,
+        spec: &Value,
+        status: Option<&Value>,
+    ) -> Result<Self, ParseError> {
+        let spec: RolloutSpec = field("spec", spec)?;
+        let status = match status {
+            Some(s) => field("status", s),
+            None => Ok(RolloutStatus::default()),
+        };
+        Ok(Rollout { meta, spec, status })
+    }
+
+    pub fn canary(&self) -> Option<&Canary> {
+        self.spec.strategy.canary.as_ref()
+    }
+
+    pub fn istio(&self) -> Option<&Istio> {
+        self.canary()?.traffic_routing.as_ref()?.istio.as_ref()
+    }
+
+    /// The VirtualService references with their index in `virtualServices` (None for the
+    /// single `virtualService` form).
+    pub fn vs_refs(&self) -> Vec<(Option<usize>, &VsRef)> {
+        let Some(istio) = self.istio() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(one) = &istio.virtual_service {
+            out.push((None, one));
+        }
+        if let Some(many) = &istio.virtual_services {
+            out.extend(many.iter().enumerate().map(|(i, r)| (Some(i), r)));
+        }
+        out
+    }
+
+    pub fn managed_route_names(&self) -> Vec<&str> {
+        self.canary()
+            .and_then(|c| c.traffic_routing.as_ref())
+            .and_then(|t| t.managed_routes.as_ref())
+            .map(|m| m.iter().map(|r| r.name.as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn template_labels(&self) -> Option<&BTreeMap<String, String>> {
+        let t = self.spec.template.as_ref()?;
+        t.metadata.as_ref().map(|m| &m.labels)
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        self.canary().map(|c| c.steps.as_slice()).unwrap_or(&[])
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RolloutSpec {
+    pub strategy: Strategy,
+    pub template: Option<PodTemplate>,
+    pub workload_ref: Option<WorkloadRef>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WorkloadRef {
+    pub kind: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PodTemplate {
+    pub metadata: Option<PodTemplateMeta>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PodTemplateMeta {
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Strategy {
+    pub canary: Option<Canary>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Canary {
+    pub canary_service: Option<String>,
+    pub stable_service: Option<String>,
+    pub ping_pong: Option<PingPong>,
+    pub traffic_routing: Option<TrafficRouting>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PingPong {
+    pub ping_service: String,
+    pub pong_service: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TrafficRouting {
+    pub istio: Option<Istio>,
+    pub managed_routes: Option<Vec<ManagedRoute>>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub max_traffic_weight: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManagedRoute {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Istio {
+    pub virtual_service: Option<VsRef>,
+    pub virtual_services: Option<Vec<VsRef>>,
+    pub destination_rule: Option<DrRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VsRef {
+    pub name: String,
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    #[serde(default)]
+    pub tls_routes: Option<Vec<TlsRouteRef>>,
+    #[serde(default)]
+    pub tcp_routes: Option<Vec<TcpRouteRef>>,
+}
+
+impl VsRef {
+    /// The VirtualService this reference names, in the v1.9.x form: `name` or `name.namespace`
+    /// (a reference with more dots splits at the first one, as v1.9.x does).
+    pub fn target(&self, rollout_namespace: &str) -> (String, String) {
+        match self.name.split_once('.') {
+            Some((name, ns)) if !ns.is_empty() => (ns.to_string(), name.to_string()),
+            _ => (rollout_namespace.to_string(), self.name.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TlsRouteRef {
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub port: Option<i64>,
+    pub sni_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct TcpRouteRef {
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub port: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrRef {
+    pub name: String,
+    pub canary_subset_name: String,
+    pub stable_subset_name: String,
+    #[serde(default)]
+    pub additional_subset_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Step {
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub set_weight: Option<i64>,
+    pub set_canary_scale: Option<SetCanaryScale>,
+    pub set_header_route: Option<SetHeaderRoute>,
+    pub set_mirror_route: Option<SetMirrorRoute>,
+    pub experiment: Option<ExperimentStep>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SetCanaryScale {
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub weight: Option<i64>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub replicas: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SetHeaderRoute {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matches: Option<Vec<HeaderRoutingMatch>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HeaderRoutingMatch {
+    pub header_name: String,
+    pub header_value: Option<StringMatch>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct StringMatch {
+    pub exact: Option<String>,
+    pub regex: Option<String>,
+    pub prefix: Option<String>,
+}
+
+impl StringMatch {
+    /// How many of exact/regex/prefix are set (non-empty, as Argo counts them).
+    pub fn kinds_set(&self) -> usize {
+        [&self.exact, &self.regex, &self.prefix]
+            .iter()
+            .filter(|v| v.as_deref().is_some_and(|s| !s.is_empty()))
+            .count()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SetMirrorRoute {
+    pub name: String,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub percentage: Option<i64>,
+    #[serde(rename = "match")]
+    pub matches: Option<Vec<RouteMatch>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RouteMatch {
+    pub method: Option<StringMatch>,
+    pub path: Option<StringMatch>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ExperimentStep {
+    pub templates: Vec<ExperimentTemplate>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ExperimentTemplate {
+    pub name: String,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub weight: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RolloutStatus {
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub current_step_index: Option<i64>,
+    pub current_pod_hash: Option<String>,
+    #[serde(rename = "stableRS")]
+    pub stable_rs: Option<String>,
+    pub abort: bool,
+    pub canary: CanaryStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CanaryStatus {
+    pub weights: Option<TrafficWeights>,
+    pub stable_ping_pong: Option<String>,
+    pub current_experiment: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TrafficWeights {
+    pub canary: WeightDestination,
+    pub stable: WeightDestination,
+    pub additional: Vec<WeightDestination>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WeightDestination {
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub weight: Option<i64>,
+    pub service_name: Option<String>,
+    pub pod_template_hash: Option<String>,
+}

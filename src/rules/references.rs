@@ -1,0 +1,96 @@
+//! A Rollout against the objects it references: which exist, then the rules of each kind.
+
+use super::{destinations, route_selection, services, subsets, Finding};
+use crate::index::Lookup;
+use crate::model::roles::Roles;
+use crate::model::routes;
+use crate::model::{Kind, ObjectKey, Rollout};
+
+pub const ISTIO: &str = "spec.strategy.canary.trafficRouting.istio";
+
+/// The field path of a VirtualService reference.
+pub fn vs_ref_path(index: Option<usize>) -> String {
+    match index {
+        Some(i) => format!("{ISTIO}.virtualServices[{i}]"),
+        None => format!("{ISTIO}.virtualService"),
+    }
+}
+
+pub fn check(rollout: &Rollout, world: &dyn Lookup) -> Vec<Finding> {
+    let key = ObjectKey::new(Kind::Rollout, &rollout.meta.namespace, &rollout.meta.name);
+    let mut out = Vec::new();
+    if rollout.canary().is_none() {
+        return out;
+    }
+    let roles = Roles::of(rollout);
+    for (i, vs_ref) in rollout.vs_refs() {
+        let base = vs_ref_path(i);
+        let (ns, name) = vs_ref.target(&rollout.meta.namespace);
+        let Some(vs) = world.virtual_service(&ns, &name) else {
+            out.push(missing(
+                &key,
+                format!("{base}.name"),
+                Kind::VirtualService,
+                &ns,
+                &name,
+            ));
+            continue;
+        };
+        let selection = routes::select(rollout, vs_ref, &vs);
+        route_selection::check(rollout, &key, &base, &vs, &selection, &mut out);
+        destinations::check(rollout, &key, &base, &vs, &selection, &roles, &mut out);
+    }
+    subsets::check(rollout, &key, world, &mut out);
+    services::check(rollout, &key, world, &mut out);
+    out
+}
+
+pub(crate) fn missing(key: &ObjectKey, path: String, kind: Kind, ns: &str, name: &str) -> Finding {
+    Finding::new(
+        "reference-missing",
+        key,
+        path,
+        format!(
+            "expected {kind} {ns}/{name} to exist, found none; it is checked when it is applied \
+             (GitOps may apply it later in the same sync)"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::*;
+    use serde_json::json;
+
+    #[test]
+    fn missing_objects_are_warnings() {
+        let r = rollout(host_level(json!({"name": "app-vs"})));
+        let f = check(&r, &index(vec![]));
+        assert_eq!(
+            rules_of(&f),
+            [
+                "reference-missing",
+                "reference-missing",
+                "reference-missing"
+            ]
+        );
+        assert!(f.iter().all(|f| f.severity == crate::rules::Severity::Warn));
+        assert!(
+            f[0].message.contains("VirtualService shop/app-vs"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn cross_namespace_reference() {
+        let r = rollout(host_level(json!({"name": "app-vs.mesh"})));
+        let f = check(&r, &index(vec![]));
+        assert!(
+            f[0].message.contains("VirtualService mesh/app-vs"),
+            "{}",
+            f[0].message
+        );
+    }
+}
