@@ -4,6 +4,8 @@
 //! Dependencies point one way: `cli` → `server`/`lint` → `admission` → `rules`/`drift` →
 //! `index` → `model`. The core never sees HTTP, TLS, files or the kube client.
 
+pub mod admission;
+pub mod drift;
 pub mod index;
 pub mod lint;
 pub mod model;

@@ -1,0 +1,248 @@
+//! AdmissionReview in and out. Reading is lenient: everything but `request.uid` may be missing or
+//! malformed, and the answer always carries the uid.
+
+use crate::model::Kind;
+use base64::Engine;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Other(String),
+}
+
+impl Operation {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Other(s) => s,
+        }
+    }
+}
+
+/// The parts of an AdmissionRequest rollout-guard uses.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub api_version: String,
+    pub uid: String,
+    /// `None` when the request is for a kind rollout-guard does not judge.
+    pub kind: Option<Kind>,
+    /// `group/Kind` as sent, for logs and metrics of other kinds.
+    pub kind_name: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: Operation,
+    pub sub_resource: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub dry_run: bool,
+    pub object: Option<Value>,
+    pub old_object: Option<Value>,
+}
+
+/// Why a body is not an AdmissionReview with a uid (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum BadReview {
+    #[error("expected an AdmissionReview JSON body, found invalid JSON: {0}")]
+    Json(String),
+    #[error("expected an AdmissionReview with request.uid, found {0}")]
+    NoUid(String),
+}
+
+pub fn parse(body: &[u8]) -> Result<Request, BadReview> {
+    let mut review: Value =
+        serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
+    let api_version = review
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .filter(|v| *v == "admission.k8s.io/v1beta1")
+        .unwrap_or("admission.k8s.io/v1")
+        .to_string();
+    let Some(request) = review.get_mut("request").and_then(Value::as_object_mut) else {
+        return Err(BadReview::NoUid("no request object".into()));
+    };
+    let uid = match request.get("uid") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(_)) => return Err(BadReview::NoUid("an empty request.uid".into())),
+        Some(other) => {
+            return Err(BadReview::NoUid(format!(
+                "request.uid as {}",
+                crate::model::object::describe(other)
+            )))
+        }
+        None => return Err(BadReview::NoUid("no request.uid".into())),
+    };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let group = text(request.get("kind").and_then(|k| k.get("group")));
+    let kind = text(request.get("kind").and_then(|k| k.get("kind")));
+    let operation = match request.get("operation").and_then(Value::as_str) {
+        Some("CREATE") => Operation::Create,
+        Some("UPDATE") => Operation::Update,
+        Some(other) => Operation::Other(other.to_string()),
+        None => Operation::Other(String::new()),
+    };
+    let user_info = request.get("userInfo");
+    let groups = user_info
+        .and_then(|u| u.get("groups"))
+        .and_then(Value::as_array)
+        .map(|g| {
+            g.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let take = |request: &mut serde_json::Map<String, Value>, key: &str| match request.remove(key) {
+        Some(Value::Null) | None => None,
+        Some(v) => Some(v),
+    };
+    Ok(Request {
+        api_version,
+        kind: Kind::from_group_kind(&group, &kind),
+        kind_name: if group.is_empty() {
+            kind.clone()
+        } else {
+            format!("{group}/{kind}")
+        },
+        namespace: text(request.get("namespace")),
+        name: text(request.get("name")),
+        operation,
+        sub_resource: text(request.get("subResource")),
+        user: text(user_info.and_then(|u| u.get("username"))),
+        groups,
+        dry_run: request
+            .get("dryRun")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        object: take(request, "object"),
+        old_object: take(request, "oldObject"),
+        uid,
+    })
+}
+
+/// What the webhook answers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// The denial message (status.message).
+    pub message: Option<String>,
+    pub warnings: Vec<String>,
+    /// JSONPatch operations; empty means no patch.
+    pub patch: Vec<Value>,
+}
+
+impl Verdict {
+    pub fn allow() -> Self {
+        Verdict {
+            allowed: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn deny(message: String) -> Self {
+        Verdict {
+            allowed: false,
+            message: Some(message),
+            ..Default::default()
+        }
+    }
+
+    pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
+        self.warnings.push(warning.into());
+        self
+    }
+}
+
+/// The API server may cut warnings longer than this; ours are shortened first.
+pub const MAX_WARNING_LEN: usize = 256;
+
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Serialises the AdmissionReview response.
+pub fn respond(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
+    let mut response = json!({"uid": uid, "allowed": verdict.allowed});
+    if let Some(message) = &verdict.message {
+        response["status"] = json!({"code": 403, "reason": "Forbidden", "message": message});
+    }
+    if !verdict.warnings.is_empty() {
+        let warnings: Vec<String> = verdict
+            .warnings
+            .iter()
+            .map(|w| shorten(w, MAX_WARNING_LEN))
+            .collect();
+        response["warnings"] = json!(warnings);
+    }
+    if !verdict.patch.is_empty() {
+        let patch = serde_json::to_vec(&verdict.patch).unwrap_or_default();
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    let review =
+        json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response});
+    serde_json::to_vec(&review).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_is_required() {
+        assert!(matches!(parse(b"{"), Err(BadReview::Json(_))));
+        assert!(matches!(parse(b"{}"), Err(BadReview::NoUid(_))));
+        assert!(
+            matches!(parse(br#"{"request":{"uid":7}}"#), Err(BadReview::NoUid(m)) if m.contains("number 7"))
+        );
+        let r = parse(br#"{"request":{"uid":"u1"}}"#).unwrap();
+        assert_eq!((r.uid.as_str(), r.kind), ("u1", None));
+    }
+
+    #[test]
+    fn fields_are_read_leniently() {
+        let r = parse(
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u",
+            "kind":{"group":"networking.istio.io","version":"v1beta1","kind":"VirtualService"},
+            "namespace":"shop","name":"vs","operation":"UPDATE","dryRun":true,
+            "userInfo":{"username":"alice","groups":["dev",3]},"object":{"a":1},"oldObject":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.kind, Some(Kind::VirtualService));
+        assert_eq!(r.operation, Operation::Update);
+        assert!(r.dry_run);
+        assert_eq!(r.groups, ["dev"]);
+        assert!(r.object.is_some() && r.old_object.is_none());
+    }
+
+    #[test]
+    fn response_shape() {
+        let v = Verdict {
+            allowed: true,
+            message: None,
+            warnings: vec!["x".repeat(300)],
+            patch: vec![json!({"op": "replace", "path": "/a", "value": 1})],
+        };
+        let out: Value = serde_json::from_slice(&respond("admission.k8s.io/v1", "u", &v)).unwrap();
+        assert_eq!(out["response"]["uid"], "u");
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        assert!(out["response"]["warnings"][0].as_str().unwrap().len() <= MAX_WARNING_LEN);
+        let denied: Value = serde_json::from_slice(&respond(
+            "admission.k8s.io/v1",
+            "u",
+            &Verdict::deny("no".into()),
+        ))
+        .unwrap();
+        assert_eq!(denied["response"]["allowed"], false);
+        assert_eq!(denied["response"]["status"]["message"], "no");
+    }
+}

@@ -1,0 +1,1 @@
+//! The drift guard: restores controller-owned fields (DESIGN.md "Mutation: what is restored").
