@@ -33,7 +33,7 @@ pub const DEFAULT_EXEMPT_USER: &str = "system:serviceaccount:argo-rollouts:argo-
 
 impl Policy {
     pub fn is_exempt(&self, request: &Request) -> bool {
-        self.exempt_users.iter().any(|u| *u == request.user)
+        self.exempt_users.contains(&request.user)
             || request
                 .groups
                 .iter()

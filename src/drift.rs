@@ -1,1 +1,0 @@
-//! The drift guard: restores controller-owned fields (DESIGN.md "Mutation: what is restored").

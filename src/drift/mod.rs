@@ -1,0 +1,135 @@
+//! The drift guard (DESIGN.md "Mutation: what is restored"): during a canary the Argo Rollouts
+//! controller owns the weights of the routes it manages, the header/mirror routes it inserts,
+//! the `rollouts-pod-template-hash` labels/selectors and the managed-by annotation. A GitOps
+//! re-apply carries stale values for those; this module computes the JSONPatch that puts the
+//! live values back into the request, and a warning per restore.
+//!
+//! Pure: (request object, live object, index) in, patch and warnings out.
+
+mod hashes;
+mod patch;
+mod virtualservice;
+
+pub use patch::Patcher;
+
+use crate::index::Lookup;
+use crate::model::{Kind, ObjectKey, Rollout};
+use serde_json::Value;
+
+/// What the drift guard decided for one request.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Mutation {
+    /// RFC 6902 operations, in order, against the request object.
+    pub patch: Vec<Value>,
+    pub warnings: Vec<String>,
+    /// How many fields or routes were restored.
+    pub restores: usize,
+    /// The live object and the Rollout status disagree (the live object won).
+    pub status_disagreements: usize,
+}
+
+/// Restores controller-owned fields in `object` (the request's object). `live` is `oldObject`
+/// on UPDATE and `None` on CREATE.
+pub fn restore(
+    kind: Kind,
+    namespace: &str,
+    object: &Value,
+    live: Option<&Value>,
+    world: &dyn Lookup,
+) -> Mutation {
+    let mut patcher = Patcher::new(object.clone());
+    let mut notes = Notes::default();
+    match kind {
+        Kind::VirtualService => {
+            virtualservice::restore(namespace, live, world, &mut patcher, &mut notes)
+        }
+        Kind::DestinationRule => {
+            hashes::restore_destination_rule(namespace, live, world, &mut patcher, &mut notes)
+        }
+        Kind::Service => hashes::restore_service(namespace, live, world, &mut patcher, &mut notes),
+        Kind::Rollout => {}
+    }
+    Mutation {
+        patch: patcher.into_ops(),
+        warnings: notes.warnings,
+        restores: notes.restores,
+        status_disagreements: notes.status_disagreements,
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    pub warnings: Vec<String>,
+    pub restores: usize,
+    pub status_disagreements: usize,
+}
+
+impl Notes {
+    pub fn restored(&mut self, warning: String) {
+        self.restores += 1;
+        self.warnings.push(warning);
+    }
+    pub fn warn(&mut self, warning: String) {
+        self.warnings.push(warning);
+    }
+}
+
+/// `(Rollout shop/checkout, step 2/4)`: which Rollout owns the value, and where it is.
+pub(crate) fn owner(rollout: &Rollout) -> String {
+    let name = format!("Rollout {}/{}", rollout.meta.namespace, rollout.meta.name);
+    let steps = rollout.steps().len();
+    if steps == 0 {
+        return format!("({name})");
+    }
+    let index = rollout
+        .status
+        .as_ref()
+        .ok()
+        .and_then(|s| s.current_step_index)
+        .unwrap_or(0);
+    if index >= steps as i64 {
+        format!("({name}, step completed)")
+    } else {
+        format!("({name}, step {}/{steps})", index.max(0) + 1)
+    }
+}
+
+/// The Rollouts that reference `key` and are not skipped; skipped ones get a warning.
+pub(crate) fn rollouts_for(
+    key: &ObjectKey,
+    world: &dyn Lookup,
+    notes: &mut Notes,
+) -> Vec<std::sync::Arc<Rollout>> {
+    let mut out = Vec::new();
+    for rk in world.rollouts_referencing(key) {
+        let Some(rollout) = world.rollout(&rk.namespace, &rk.name) else {
+            continue;
+        };
+        if rollout.meta.skip {
+            notes.warn(format!(
+                "rollout-guard: nothing restored for {key} from Rollout {}/{}: it has annotation rollout-guard.io/skip=true",
+                rk.namespace, rk.name
+            ));
+            continue;
+        }
+        out.push(rollout);
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use serde_json::Value;
+
+    /// Applies a mutation's patch to the request object, as the API server does.
+    pub fn apply(object: &Value, ops: &[Value]) -> Value {
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(ops.to_vec())).expect("valid patch");
+        let mut doc = object.clone();
+        json_patch::patch(&mut doc, &patch).expect("patch applies");
+        doc
+    }
+}
+
+#[cfg(test)]
+mod tests;
