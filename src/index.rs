@@ -130,6 +130,28 @@ impl Index {
         }
     }
 
+    /// Replaces every object of `kind` (in `namespace`, or everywhere) with `objects`: how a
+    /// watcher's relist lands, so that objects deleted while it was away disappear.
+    pub fn replace_scope(&mut self, kind: Kind, namespace: Option<&str>, objects: Vec<Object>) {
+        let keep: std::collections::HashSet<ObjectKey> = objects.iter().map(Object::key).collect();
+        let gone: Vec<ObjectKey> = self
+            .objects
+            .keys()
+            .filter(|k| {
+                k.kind == kind
+                    && namespace.is_none_or(|ns| *k.namespace == *ns)
+                    && !keep.contains(*k)
+            })
+            .cloned()
+            .collect();
+        for key in gone {
+            self.remove(&key);
+        }
+        for object in objects {
+            self.upsert(object);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.objects.len()
     }
@@ -270,6 +292,26 @@ mod tests {
         index.remove(&r);
         assert!(index.rollouts_referencing(&vs2).is_empty());
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn replace_scope_drops_what_a_relist_no_longer_has() {
+        let svc = |ns: &str, name: &str| {
+            parse(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns}}),
+            )
+        };
+        let mut index = Index::from_objects([
+            svc("a", "one"),
+            svc("a", "two"),
+            svc("b", "three"),
+            rollout("vs1"),
+        ]);
+        index.replace_scope(Kind::Service, Some("a"), vec![svc("a", "two")]);
+        assert_eq!(index.count(Kind::Service), 2);
+        index.replace_scope(Kind::Service, None, vec![]);
+        assert_eq!(index.count(Kind::Service), 0);
+        assert_eq!(index.count(Kind::Rollout), 1);
     }
 
     #[test]

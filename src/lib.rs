@@ -10,3 +10,4 @@ pub mod index;
 pub mod lint;
 pub mod model;
 pub mod rules;
+pub mod source;
