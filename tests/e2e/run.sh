@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# End-to-end tests against a real kube-apiserver 1.20 and etcd on 127.0.0.1 (scripts/kube-up.sh):
+# installs the CRDs and the RBAC of manifests/, runs `rollout-guard serve --source kube` as the
+# manifests' ServiceAccount (impersonated), registers both webhooks by URL and drives them with
+# kubectl. Prints one line per case and "N passed, N failed"; exits non-zero on a failure.
+#
+#   tests/e2e/run.sh            ROLLOUT_GUARD_BIN (default target/debug/rollout-guard)
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+BIN=${ROLLOUT_GUARD_BIN:-$ROOT/target/debug/rollout-guard}
+W=$ROOT/.e2e
+PORT=${E2E_WEBHOOK_PORT:-18443}
+ADMIN=${E2E_ADMIN_PORT:-18080}
+CONTROLLER=system:serviceaccount:argo-rollouts:argo-rollouts
+M=tests/e2e/manifests
+PASSED=0
+FAILED=0
+SERVER_PID=
+
+die() { echo "e2e: error: $*" >&2; exit 1; }
+[ -x "$BIN" ] || die "no binary at $BIN (cargo build first)"
+mkdir -p "$W"
+rm -rf "$W/certs" "$W/rendered" "$W/out"
+mkdir -p "$W/out"
+
+export ROLLOUT_GUARD_KUBE_RUN=$W/kube
+KC=$(scripts/kube-up.sh --fresh) || die "the control plane did not start (see $W/kube/*.log)"
+export KUBECONFIG=$KC
+
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null
+  fi
+  SERVER_PID=
+}
+cleanup() {
+  stop_server
+  scripts/kube-down.sh >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+ok() { PASSED=$((PASSED + 1)); echo "ok   - $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL - $*"; }
+
+# expect_fail NAME PATTERN CMD...: the command must fail and its output contain PATTERN.
+expect_fail() {
+  local name=$1 pattern=$2; shift 2
+  if "$@" >"$W/out/last" 2>&1; then
+    fail "$name: expected a refusal, the command succeeded"; sed 's/^/       /' "$W/out/last"
+  elif grep -q -- "$pattern" "$W/out/last"; then
+    ok "$name"
+  else
+    fail "$name: refused without '$pattern'"; sed 's/^/       /' "$W/out/last"
+  fi
+}
+# expect_ok NAME PATTERN CMD...: the command must succeed (and print PATTERN, unless empty).
+expect_ok() {
+  local name=$1 pattern=$2; shift 2
+  if ! "$@" >"$W/out/last" 2>&1; then
+    fail "$name: the command failed"; sed 's/^/       /' "$W/out/last"
+  elif [ -n "$pattern" ] && ! grep -q -- "$pattern" "$W/out/last"; then
+    fail "$name: output lacks '$pattern'"; sed 's/^/       /' "$W/out/last"
+  else
+    ok "$name"
+  fi
+}
+# expect_eq NAME WANT CMD...: the command's output must equal WANT.
+expect_eq() {
+  local name=$1 want=$2; shift 2
+  local got
+  got=$("$@" 2>&1)
+  if [ "$got" = "$want" ]; then ok "$name"; else fail "$name: expected '$want', found '$got'"; fi
+}
+weights() { kubectl get virtualservice "$1" -n shop -o jsonpath='{.spec.http[0].route[*].weight}'; }
+render() { sed -e "s/ROUTE/$2/g" -e "s/TIMEOUT/${3:-10s}/g" -e "s/TRAFFIC_POLICY/${4:-}/" "$M/$1"; }
+as_controller() { kubectl --as="$CONTROLLER" "$@"; }
+
+# --- cluster setup ---------------------------------------------------------------------------
+kubectl apply -f tests/e2e/crds >/dev/null || die "cannot install the CRDs"
+for crd in rollouts.argoproj.io virtualservices.networking.istio.io destinationrules.networking.istio.io; do
+  kubectl wait --for=condition=Established "crd/$crd" --timeout=30s >/dev/null || die "CRD $crd not established"
+done
+kubectl apply -f manifests/namespace.yaml -f manifests/serviceaccount.yaml -f manifests/clusterrole.yaml \
+  -f manifests/clusterrolebinding.yaml >/dev/null || die "cannot apply the RBAC manifests"
+kubectl create namespace shop >/dev/null || die "cannot create namespace shop"
+# The controller's identity needs rights of its own to change objects (impersonation by admin).
+kubectl create clusterrolebinding e2e-argo-rollouts --clusterrole=cluster-admin --user="$CONTROLLER" >/dev/null
+
+# The webhook reads the cluster as the manifests' ServiceAccount: get/list/watch only.
+server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+ca=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')
+cat >"$W/webhook.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: e2e, cluster: {server: "$server", certificate-authority: "$ca"}}]
+users: [{name: webhook, user: {token: admin-token, as: "system:serviceaccount:rollout-guard:rollout-guard"}}]
+contexts: [{name: e2e, context: {cluster: e2e, user: webhook}}]
+current-context: e2e
+KC
+
+"$BIN" dev-certs --out "$W/certs" >/dev/null || die "cannot generate certificates"
+
+start_server() {
+  KUBECONFIG=$W/webhook.kubeconfig RUST_LOG=${RUST_LOG:-info} "$BIN" serve --source kube \
+    --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN \
+    --tls-cert "$W/certs/tls.crt" --tls-key "$W/certs/tls.key" >>"$W/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || die "rollout-guard exited; see $W/server.log"
+    sleep 0.1
+  done
+  die "rollout-guard not ready after 10 s; see $W/server.log"
+}
+# Waits until the webhook's index has seen a change (watch events are asynchronous).
+settle() { sleep "${1:-1}"; }
+
+start_server
+scripts/render-webhooks.sh --ca "$W/certs/ca.crt" --out "$W/rendered" --url "https://127.0.0.1:$PORT" >/dev/null \
+  || die "cannot render the webhook configurations"
+kubectl apply -f "$W/rendered" >/dev/null || die "cannot register the webhooks"
+sleep 1
+
+kubectl apply -f "$M/base.yaml" >/dev/null || die "cannot apply the base objects"
+settle
+
+# --- (a) references are checked at apply time --------------------------------------------------
+expect_fail "(a) a new Rollout naming a route the live VirtualService lacks is refused" "http-route-not-found" \
+  kubectl apply -f <(render rollout.yaml primry)
+expect_ok "(a) the Rollout with the right route is accepted" "" kubectl apply -f <(render rollout.yaml primary)
+settle
+expect_ok "(a) renaming the route: the Rollout first (an UPDATE: a warning)" "http-route-not-found" \
+  kubectl apply -f <(render rollout.yaml main)
+settle
+expect_ok "(a) renaming the route: then the VirtualService, in the same pass" "" \
+  kubectl apply -f <(render vs-git.yaml main)
+settle
+
+# --- (b) the seed's SNI-host VirtualService ----------------------------------------------------
+expect_fail "(b) the seed's VirtualService is refused per SNI host" \
+  'SNI host "reviews.bookinfo.com" is not a compatible subset of any of the virtual service hosts: \[rollouts-demo-vsvc1.local\]' \
+  kubectl apply -f "$M/seed-sni.yaml"
+
+# --- (c) a VirtualService change that breaks a live Rollout ------------------------------------
+expect_fail "(c) a VirtualService change that breaks the Rollout is refused, naming it" "breaks-rollout.*Rollout shop/checkout" \
+  kubectl apply -f <(render vs-git.yaml other)
+
+# --- (d) GitOps re-apply mid-canary keeps the controller's weights ----------------------------
+kubectl patch rollout checkout -n shop --subresource=status --type=merge -p \
+  '{"status":{"currentStepIndex":1,"stableRS":"s1","currentPodHash":"c2","canary":{"weights":{"canary":{"weight":20,"podTemplateHash":"c2","serviceName":"checkout-canary"},"stable":{"weight":80,"podTemplateHash":"s1","serviceName":"checkout-stable"}}}}}' \
+  >/dev/null || fail "(d) setting the Rollout status through the status subresource"
+as_controller patch virtualservice checkout -n shop --type=json \
+  -p '[{"op":"replace","path":"/spec/http/0/route/0/weight","value":80},{"op":"replace","path":"/spec/http/0/route/1/weight","value":20}]' >/dev/null \
+  || fail "(d) the controller sets 80/20"
+settle
+expect_eq "(d) the controller's write is stored as is" "80 20" weights checkout
+expect_ok "(d) kubectl apply of Git's 100/0 prints our warning" 'Warning: rollout-guard: kept weights stable=80 canary=20 on VirtualService shop/checkout route "main"' \
+  kubectl apply -f <(render vs-git.yaml main 15s)
+expect_eq "(d) ... and 80/20 is stored" "80 20" weights checkout
+
+# --- (f) server-side dry run shows the corrected object -----------------------------------------
+expect_eq "(f) kubectl apply --dry-run=server shows the corrected weights" "80 20" \
+  kubectl apply --dry-run=server -f <(render vs-git.yaml main 20s) -o jsonpath='{.spec.http[0].route[*].weight}'
+
+# --- (e) delete and re-apply from Git: weights from the status ---------------------------------
+kubectl delete virtualservice checkout -n shop >/dev/null
+settle
+expect_ok "(e) re-creating the VirtualService from Git is accepted" "" kubectl apply -f <(render vs-git.yaml main)
+expect_eq "(e) ... with 80/20 from status.canary.weights" "80 20" weights checkout
+
+# --- (h) the controller changes weights freely ---------------------------------------------------
+as_controller patch virtualservice checkout -n shop --type=json \
+  -p '[{"op":"replace","path":"/spec/http/0/route/0/weight","value":50},{"op":"replace","path":"/spec/http/0/route/1/weight","value":50}]' >/dev/null
+expect_eq "(h) the controller's identity sets 50/50 untouched" "50 50" weights checkout
+
+# --- (g) a DestinationRule re-apply keeps its hashes ---------------------------------------------
+kubectl apply -f <(render subset.yaml primary) >/dev/null || fail "(g) the subset-level objects are accepted"
+settle
+as_controller patch destinationrule reviews -n shop --type=json -p '[
+  {"op":"add","path":"/metadata/annotations","value":{"argo-rollouts.argoproj.io/managed-by-rollouts":"reviews"}},
+  {"op":"add","path":"/spec/subsets/0/labels/rollouts-pod-template-hash","value":"c2"},
+  {"op":"add","path":"/spec/subsets/1/labels/rollouts-pod-template-hash","value":"s1"}]' >/dev/null \
+  || fail "(g) the controller sets the subset hashes"
+settle
+expect_ok "(g) a Git re-apply of the DestinationRule prints our warning" "kept rollouts-pod-template-hash" \
+  kubectl apply -f <(render subset.yaml primary 10s 'trafficPolicy: {connectionPool: {tcp: {maxConnections: 10}}}')
+expect_eq "(g) ... and the hashes are stored" "c2 s1" \
+  kubectl get destinationrule reviews -n shop -o 'jsonpath={.spec.subsets[*].labels.rollouts-pod-template-hash}'
+
+# --- (i) with the webhook stopped: validation fails closed, mutation fails open ------------------
+stop_server
+expect_fail "(i) a VirtualService write fails closed while the webhook is down" "failed calling webhook" \
+  kubectl apply -f <(render vs-git.yaml main 30s)
+expect_fail "(i) a Rollout write fails closed while the webhook is down" "failed calling webhook" \
+  kubectl apply -f <(render rollout.yaml main | sed 's/replicas: 2/replicas: 3/')
+expect_ok "(i) a Service write passes (validation Ignore, mutation fails open)" "" \
+  kubectl apply -f <(sed 's/port: 80, targetPort: 8080/port: 81, targetPort: 8080/' "$M/base.yaml" | python3 -c 'import sys; print(sys.stdin.read().split("---")[0])')
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
