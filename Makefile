@@ -20,3 +20,29 @@ fmt:
 
 lint-fixtures: build
 	./target/release/rollout-guard lint tests/fixtures/argo-rollouts || true
+
+# Fuzzing (not part of `make test`): each target for FUZZ_SECONDS, corpus kept in fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for t in admission lint_yaml; do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 || exit 1; \
+	done
+
+# Development certificates: a CA and a serving pair (SANs 127.0.0.1, localhost and the in-cluster
+# Service names) in certs/, made once; certs/*.key is git-ignored. Then the webhook configurations
+# are rendered with the caBundle when scripts/render-webhooks.sh is there.
+BIN := target/release/rollout-guard
+.PHONY: certs
+certs: build
+	@if [ -f certs/ca.crt ] && [ -f certs/tls.crt ] && [ -f certs/tls.key ]; then \
+	  echo "certs/: present (renew with: $(BIN) dev-certs --out certs --force)"; \
+	else $(BIN) dev-certs --out certs; fi
+	@if [ -f scripts/render-webhooks.sh ]; then bash scripts/render-webhooks.sh; fi
+
+# The webhook on https://127.0.0.1:8443 (admin on http://127.0.0.1:8080) over examples/manifests.
+run: build certs
+	$(BIN) serve --source files --manifests examples/manifests \
+	  --tls-cert certs/tls.crt --tls-key certs/tls.key \
+	  --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:8080

@@ -5,9 +5,13 @@
 //! `index` → `model`. The core never sees HTTP, TLS, files or the kube client.
 
 pub mod admission;
+pub mod cli;
+pub mod devcerts;
 pub mod drift;
 pub mod index;
 pub mod lint;
+pub mod metrics;
 pub mod model;
 pub mod rules;
+pub mod server;
 pub mod source;

@@ -149,6 +149,85 @@ struct Source {
     document: usize,
 }
 
+/// One object of our kinds read from an input, with the (1-based) document it came from.
+pub struct LoadedObject {
+    pub document: usize,
+    pub object: Object,
+}
+
+/// What one input holds: the objects of our kinds in document order, and a deny finding
+/// (`invalid-object`) for each document or list item that could not be read.
+#[derive(Default)]
+pub struct Loaded {
+    /// Documents with content.
+    pub documents: usize,
+    pub objects: Vec<LoadedObject>,
+    pub invalid: Vec<LintFinding>,
+}
+
+/// Splits one input into documents (`---`), reads each as YAML (a `kind: List` is expanded) and
+/// parses the objects of our kinds. Shared by `lint` and the files source of `serve`.
+pub fn load(input: &Input) -> Loaded {
+    let mut loaded = Loaded::default();
+    for doc in documents(&input.text) {
+        loaded.documents += 1;
+        let invalid = |message: String| LintFinding {
+            file: input.name.clone(),
+            document: doc.number,
+            kind: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+            rule: "invalid-object",
+            severity: Severity::Deny,
+            path: String::new(),
+            message,
+        };
+        let value = match parse_yaml(&doc) {
+            Ok(v) => v,
+            Err(message) => {
+                loaded.invalid.push(invalid(message));
+                continue;
+            }
+        };
+        let items: Vec<&Value> = match (
+            value.get("kind").and_then(Value::as_str),
+            value.get("items"),
+        ) {
+            (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
+            _ => vec![&value],
+        };
+        for item in items {
+            match Object::parse(item, "default") {
+                Ok(Some(object)) => loaded.objects.push(LoadedObject {
+                    document: doc.number,
+                    object,
+                }),
+                Ok(None) => {}
+                Err(err) => {
+                    let mut f = invalid(format!("{}: {}", describe_doc(item), err));
+                    f.path = err.path.clone();
+                    if let Some(kind) = item.get("kind").and_then(Value::as_str) {
+                        f.kind = kind.to_string();
+                        f.name = item
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        f.namespace = item
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or("default")
+                            .to_string();
+                    }
+                    f.message = err.message;
+                    loaded.invalid.push(f);
+                }
+            }
+        }
+    }
+    loaded
+}
+
 /// Lints inputs that were already read.
 pub fn lint(inputs: &[Input]) -> Report {
     let mut report = Report::default();
@@ -156,84 +235,37 @@ pub fn lint(inputs: &[Input]) -> Report {
     let mut origin: HashMap<ObjectKey, Source> = HashMap::new();
     let mut self_findings: Vec<(Source, Finding)> = Vec::new();
     for input in inputs {
-        for doc in documents(&input.text) {
-            report.documents += 1;
-            let invalid = |message: String| LintFinding {
+        let loaded = load(input);
+        report.documents += loaded.documents;
+        for f in loaded.invalid {
+            report.push(f);
+        }
+        for LoadedObject { document, object } in loaded.objects {
+            report.objects += 1;
+            let key = object.key();
+            let source = || Source {
                 file: input.name.clone(),
-                document: doc.number,
-                kind: String::new(),
-                namespace: String::new(),
-                name: String::new(),
-                rule: "invalid-object",
-                severity: Severity::Deny,
-                path: String::new(),
-                message,
+                document,
             };
-            let value = match parse_yaml(&doc) {
-                Ok(v) => v,
-                Err(message) => {
-                    report.push(invalid(message));
-                    continue;
-                }
-            };
-            let items: Vec<&Value> = match (
-                value.get("kind").and_then(Value::as_str),
-                value.get("items"),
-            ) {
-                (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
-                _ => vec![&value],
-            };
-            for item in items {
-                let object = match Object::parse(item, "default") {
-                    Ok(Some(o)) => o,
-                    Ok(None) => continue,
-                    Err(err) => {
-                        let mut f = invalid(format!("{}: {}", describe_doc(item), err));
-                        f.path = err.path.clone();
-                        if let Some(kind) = item.get("kind").and_then(Value::as_str) {
-                            f.kind = kind.to_string();
-                            f.name = item
-                                .pointer("/metadata/name")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string();
-                            f.namespace = item
-                                .pointer("/metadata/namespace")
-                                .and_then(Value::as_str)
-                                .unwrap_or("default")
-                                .to_string();
-                        }
-                        f.message = err.message;
-                        report.push(f);
-                        continue;
-                    }
-                };
-                report.objects += 1;
-                let key = object.key();
-                let source = || Source {
-                    file: input.name.clone(),
-                    document: doc.number,
-                };
-                for f in rules::check_self(&object) {
-                    self_findings.push((source(), f));
-                }
-                if let Some(previous) = origin.insert(key.clone(), source()) {
-                    self_findings.push((
-                        source(),
-                        Finding::new(
-                            "duplicate-object",
-                            &key,
-                            "metadata.name",
-                            format!(
-                                "{key} is defined again; this document replaces the one in {} document {} for the \
-                                 cross-object checks",
-                                previous.file, previous.document
-                            ),
-                        ),
-                    ));
-                }
-                index.upsert(object);
+            for f in rules::check_self(&object) {
+                self_findings.push((source(), f));
             }
+            if let Some(previous) = origin.insert(key.clone(), source()) {
+                self_findings.push((
+                    source(),
+                    Finding::new(
+                        "duplicate-object",
+                        &key,
+                        "metadata.name",
+                        format!(
+                            "{key} is defined again; this document replaces the one in {} document {} for the \
+                             cross-object checks",
+                            previous.file, previous.document
+                        ),
+                    ),
+                ));
+            }
+            index.upsert(object);
         }
     }
     for (source, f) in self_findings {
@@ -324,9 +356,23 @@ pub fn read_inputs(args: &[String], stdin: &mut dyn std::io::Read) -> (Vec<Input
     (inputs, errors)
 }
 
+/// The `*.yaml` and `*.yml` files under `dir`, recursively, sorted.
+pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    walk(dir, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+        let entry = entry?;
+        // `..data` and `..2026_…` are the internals of a mounted ConfigMap or Secret: the
+        // visible files are symlinks into them, so reading both would load everything twice.
+        if entry.file_name().to_string_lossy().starts_with("..") {
+            continue;
+        }
+        let path = entry.path();
         if path.is_dir() {
             walk(&path, out)?;
         } else if matches!(

@@ -1,30 +1,14 @@
-use clap::{Parser, Subcommand};
-use rollout_guard::lint;
+//! The `rollout-guard` binary: install the crypto provider, start logging, dispatch.
 
-#[derive(Parser)]
-#[command(
-    name = "rollout-guard",
-    version,
-    about = "Admission webhook for Argo Rollouts canaries with Istio"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Check YAML files, folders (recursively) or stdin (`-`) with the admission rules.
-    Lint {
-        /// Files, folders or `-` for stdin (default: stdin).
-        paths: Vec<String>,
-        #[arg(long, value_enum, default_value = "text")]
-        output: lint::Output,
-    },
-}
+use clap::Parser;
+use rollout_guard::cli::{Cli, Command, LogFormat};
+use rollout_guard::{devcerts, lint, server};
 
 fn main() {
+    // One provider for the whole process (kube's client and the server both use rustls).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     let code = match cli.command {
         Command::Lint { paths, output } => lint::run(
             &paths,
@@ -32,6 +16,41 @@ fn main() {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ),
+        Command::DevCerts { out, force, sans } => devcerts::run(&out, &sans, force),
+        Command::Serve(args) => serve(args.into_config()),
     };
     std::process::exit(code);
+}
+
+fn serve(config: server::ServeConfig) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return 1;
+        }
+    };
+    match runtime.block_on(server::run(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "rollout-guard serve stopped");
+            1
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }

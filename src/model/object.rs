@@ -172,6 +172,12 @@ impl Object {
         doc: &Value,
         default_namespace: &str,
     ) -> Result<Object, ParseError> {
+        if !doc.is_object() {
+            return Err(ParseError::new(
+                "",
+                format!("expected a {kind} object, found {}", describe(doc)),
+            ));
+        }
         let meta: RawMeta = match doc.get("metadata") {
             Some(m) => field("metadata", m)?,
             None => RawMeta::default(),

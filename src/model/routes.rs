@@ -221,3 +221,145 @@ pub fn managed_route_names(rollout: &Rollout) -> BTreeSet<String> {
         .map(str::to_string)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Object;
+    use serde_json::{json, Value};
+
+    fn rollout(vs_ref: Value, managed: Value) -> Rollout {
+        let doc = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r"},
+            "spec": {"strategy": {"canary": {"canaryService": "c", "stableService": "s",
+                "trafficRouting": {"managedRoutes": managed, "istio": {"virtualService": vs_ref}}}}}});
+        match Object::parse(&doc, "default").unwrap().unwrap() {
+            Object::Rollout(r) => (*r).clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn vs(spec: Value) -> VirtualService {
+        let doc = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "v"}, "spec": spec});
+        match Object::parse(&doc, "default").unwrap().unwrap() {
+            Object::VirtualService(v) => (*v).clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn route(name: Option<&str>) -> Value {
+        let mut r = json!({"route": [{"destination": {"host": "s"}, "weight": 100}]});
+        if let Some(n) = name {
+            r["name"] = json!(n);
+        }
+        r
+    }
+
+    fn sel(vs_ref: Value, managed: Value, spec: Value) -> Selection {
+        let r = rollout(vs_ref.clone(), managed);
+        let (_, reference) = r.vs_refs()[0];
+        select(&r, &reference.clone(), &vs(spec))
+    }
+
+    #[test]
+    fn http_routes_named_in_routes() {
+        let s = sel(
+            json!({"name": "v", "routes": ["b"]}),
+            json!(null),
+            json!({"http": [route(Some("a")), route(Some("b"))]}),
+        );
+        assert_eq!(s.http, [1]);
+    }
+
+    #[test]
+    fn routes_omitted_selects_the_single_route() {
+        let s = sel(
+            json!({"name": "v"}),
+            json!(null),
+            json!({"http": [route(Some("only"))]}),
+        );
+        assert_eq!(s.http, [0]);
+    }
+
+    #[test]
+    fn routes_omitted_selects_the_first_unnamed_route_when_the_others_are_managed() {
+        let s = sel(
+            json!({"name": "v"}),
+            json!([{"name": "header"}]),
+            json!({"http": [route(Some("header")), route(None)]}),
+        );
+        assert_eq!((s.http.clone(), s.problems.clone()), (vec![1], vec![]));
+    }
+
+    #[test]
+    fn routes_omitted_with_several_unmanaged_routes_is_ambiguous() {
+        let s = sel(
+            json!({"name": "v"}),
+            json!(null),
+            json!({"http": [route(None), route(Some("b"))]}),
+        );
+        assert!(matches!(
+            s.problems.as_slice(),
+            [RouteProblem::HttpAmbiguous { .. }]
+        ));
+    }
+
+    #[test]
+    fn tls_routes_match_by_port_and_exact_sni_set() {
+        let tls = |port: i64, sni: Value| json!({"match": [{"port": port, "sniHosts": sni}], "route": []});
+        let spec = json!({"tls": [tls(443, json!(["a", "b"])), tls(443, json!(["a"]))]});
+        let s = sel(
+            json!({"name": "v", "tlsRoutes": [{"port": 443, "sniHosts": ["b", "a"]}]}),
+            json!(null),
+            spec.clone(),
+        );
+        assert_eq!(s.tls, [0]);
+        let s = sel(
+            json!({"name": "v", "tlsRoutes": [{"port": 443, "sniHosts": ["a", "c"]}]}),
+            json!(null),
+            spec.clone(),
+        );
+        assert!(matches!(
+            s.problems.as_slice(),
+            [RouteProblem::TlsNotFound {
+                nearest: Some(0),
+                ..
+            }]
+        ));
+        let s = sel(json!({"name": "v"}), json!(null), spec);
+        assert!(matches!(
+            s.problems.as_slice(),
+            [RouteProblem::TlsAmbiguous { count: 2 }]
+        ));
+    }
+
+    #[test]
+    fn unlisted_tls_and_tcp_take_index_zero() {
+        let spec = json!({"http": [route(None)], "tls": [{"match": [{"sniHosts": ["a"]}], "route": []}],
+            "tcp": [{"match": [{"port": 3000}], "route": []}]});
+        let s = sel(json!({"name": "v"}), json!(null), spec);
+        assert_eq!((s.http, s.tls, s.tcp), (vec![0], vec![0], vec![0]));
+    }
+
+    #[test]
+    fn tcp_routes_match_by_port() {
+        let tcp = |port: i64| json!({"match": [{"port": port}], "route": []});
+        let s = sel(
+            json!({"name": "v", "tcpRoutes": [{"port": 4000}]}),
+            json!(null),
+            json!({"tcp": [tcp(3000), tcp(4000)]}),
+        );
+        assert_eq!(s.tcp, [1]);
+    }
+
+    #[test]
+    fn managed_route_names_are_the_controllers() {
+        let r = rollout(
+            json!({"name": "v"}),
+            json!([{"name": "header"}, {"name": "mirror"}]),
+        );
+        assert_eq!(
+            managed_route_names(&r).into_iter().collect::<Vec<_>>(),
+            ["header", "mirror"]
+        );
+    }
+}

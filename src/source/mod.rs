@@ -2,6 +2,7 @@
 //! (kube-rs watchers). The server learns from [`SourceStatus`] when the state is loaded (readiness)
 //! and whether it is stale (a watch broken for longer than `--stale-after`).
 
+pub mod files;
 pub mod kube;
 
 use std::collections::HashMap;
@@ -60,6 +61,81 @@ impl SourceStatus {
     /// mutation is skipped. Readiness is not affected.
     pub fn is_stale(&self) -> bool {
         self.broken_for().is_some_and(|d| d >= self.stale_after)
+    }
+}
+
+/// Where the cluster state comes from (`--source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// Watch the API server (kube-rs watchers).
+    Kube,
+    /// Read YAML manifests from `--manifests DIR` and re-read them when they change.
+    Files,
+}
+
+/// What the sources need from the command line.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// `--manifests DIR` (files source).
+    pub manifests: Option<std::path::PathBuf>,
+    /// `--namespace NS` (kube source: watch only these; empty means all).
+    pub namespaces: Vec<String>,
+    /// How often the files source looks for changes.
+    pub poll_interval: Duration,
+}
+
+impl SourceConfig {
+    /// Problems that can be found before anything is bound or started.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.kind == SourceKind::Files {
+            let Some(dir) = &self.manifests else {
+                anyhow::bail!("--source files needs --manifests DIR");
+            };
+            if !dir.is_dir() {
+                anyhow::bail!(
+                    "--manifests {}: expected a folder, found {}",
+                    dir.display(),
+                    if dir.exists() { "a file" } else { "nothing" }
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts the configured source as a task that feeds `index` and reports into `status` until it
+/// is aborted. An error means the source could not start at all (bad flags, no kube config).
+pub async fn start(
+    config: &SourceConfig,
+    index: crate::index::SharedIndex,
+    status: std::sync::Arc<SourceStatus>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    config.check()?;
+    match config.kind {
+        SourceKind::Files => {
+            let dir = config.manifests.clone().unwrap_or_default();
+            let source = files::FilesSource::new(dir);
+            Ok(tokio::spawn(files::run(
+                source,
+                config.poll_interval,
+                index,
+                status,
+                metrics,
+            )))
+        }
+        SourceKind::Kube => {
+            let client = ::kube::Client::try_default().await.map_err(|e| {
+                anyhow::anyhow!("--source kube: expected a kubeconfig or an in-cluster service account, found: {e}")
+            })?;
+            Ok(tokio::spawn(kube::run(
+                client,
+                index,
+                status,
+                config.namespaces.clone(),
+            )))
+        }
     }
 }
 

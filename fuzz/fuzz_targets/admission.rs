@@ -1,0 +1,60 @@
+//! AdmissionReview parsing, decision and patch building on arbitrary bodies, against an index
+//! with a managed canary. Invariants: never a panic; a 200 answer is a well-formed
+//! AdmissionReview with the request's uid; a patch applies to the request object.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rollout_guard::admission::{handle, Context, Policy, Webhook};
+use rollout_guard::index::Index;
+use rollout_guard::model::Object;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let docs = [
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "checkout", "namespace": "shop"},
+                "spec": {"template": {"metadata": {"labels": {"app": "checkout"}}}, "strategy": {"canary": {
+                    "canaryService": "checkout-canary", "stableService": "checkout-stable",
+                    "trafficRouting": {"managedRoutes": [{"name": "header"}], "istio": {
+                        "virtualService": {"name": "checkout", "routes": ["primary"]},
+                        "destinationRule": {"name": "checkout", "canarySubsetName": "canary", "stableSubsetName": "stable"}}},
+                    "steps": [{"setWeight": 20}, {"pause": {}}]}}},
+                "status": {"currentStepIndex": 1, "canary": {"weights": {"canary": {"weight": 20, "podTemplateHash": "c"},
+                    "stable": {"weight": 80, "podTemplateHash": "s"}}}}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "checkout-canary", "namespace": "shop"},
+                "spec": {"selector": {"app": "checkout"}}}),
+            json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                "metadata": {"name": "checkout", "namespace": "shop"},
+                "spec": {"hosts": ["checkout"], "http": [{"name": "primary", "route": [
+                    {"destination": {"host": "checkout-stable"}, "weight": 80},
+                    {"destination": {"host": "checkout-canary"}, "weight": 20}]}]}}),
+        ];
+        Index::from_objects(docs.iter().filter_map(|d| Object::parse(d, "default").ok().flatten()))
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let policy = Policy::default();
+    let ctx = Context { index: index(), policy: &policy, stale: false };
+    for webhook in [Webhook::Validate, Webhook::Mutate] {
+        let reply = handle(webhook, data, &ctx);
+        if reply.status != 200 {
+            assert_eq!(reply.status, 400);
+            continue;
+        }
+        let out: Value = serde_json::from_slice(&reply.body).expect("a 200 answer is JSON");
+        let request: Value = serde_json::from_slice(data).expect("a 200 answer means the body was JSON");
+        assert_eq!(out["response"]["uid"], request["request"]["uid"]);
+        assert!(out["response"]["allowed"].is_boolean());
+        if let Some(patch) = out["response"]["patch"].as_str() {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(patch).expect("base64");
+            let ops: Value = serde_json::from_slice(&bytes).expect("patch is JSON");
+            let patch: json_patch::Patch = serde_json::from_value(ops).expect("a JSONPatch");
+            let mut object = request["request"]["object"].clone();
+            json_patch::patch(&mut object, &patch).expect("the patch applies to the request object");
+        }
+    }
+});

@@ -1,0 +1,274 @@
+//! The command line (DESIGN.md "Interfaces": the flag names and defaults are the contract).
+
+use crate::admission::{Mode, Policy, ReferenceSeverity, DEFAULT_EXEMPT_USER};
+use crate::lint;
+use crate::server::{https, router, tls, ServeConfig};
+use crate::source::{SourceConfig, SourceKind};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rollout-guard",
+    version,
+    about = "Admission webhook for Argo Rollouts canaries with Istio"
+)]
+pub struct Cli {
+    /// Log format (logs go to stderr; the level comes from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check YAML files, folders (recursively) or stdin (`-`) with the admission rules.
+    Lint {
+        /// Files, folders or `-` for stdin (default: stdin).
+        paths: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: lint::Output,
+    },
+    /// Serve the admission webhooks over HTTPS (POST /validate, POST /mutate) and the admin
+    /// port (/livez, /readyz, /metrics).
+    Serve(Box<ServeArgs>),
+    /// Write a development CA and serving certificate (ca.crt, ca.key, tls.crt, tls.key).
+    DevCerts {
+        /// Folder to write into (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+        /// An extra DNS name or IP address for the serving certificate (repeatable).
+        #[arg(long = "san", value_name = "NAME")]
+        sans: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// HTTPS address of the webhooks.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate (chain) served; re-read when it changes.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: PathBuf,
+    /// PEM private key of --tls-cert; re-read when it changes.
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: PathBuf,
+    /// Require client certificates signed by this PEM CA bundle (read at start).
+    #[arg(long, value_name = "PATH")]
+    pub client_ca: Option<PathBuf>,
+    /// Plain-HTTP address of /livez, /readyz and /metrics.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    /// Where the cluster state comes from.
+    #[arg(long, value_enum, default_value = "kube")]
+    pub source: SourceKind,
+    /// Files source: folder of YAML manifests, read at start and re-read when they change.
+    #[arg(long, value_name = "DIR", required_if_eq("source", "files"))]
+    pub manifests: Option<PathBuf>,
+    /// Kube source: watch only this namespace (repeatable; default: all).
+    #[arg(long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    /// `warn`: every denial becomes an allowed response with warnings (audit mode).
+    #[arg(long, value_enum, default_value = "enforce")]
+    pub mode: Mode,
+    /// Level of a Rollout's findings against other objects that exist.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub reference_severity: ReferenceSeverity,
+    /// User never denied nor mutated (repeatable; giving any replaces the default).
+    #[arg(long = "exempt-user", value_name = "NAME", default_value = DEFAULT_EXEMPT_USER)]
+    pub exempt_users: Vec<String>,
+    /// Group never denied nor mutated (repeatable).
+    #[arg(long = "exempt-group", value_name = "NAME")]
+    pub exempt_groups: Vec<String>,
+    /// A watch broken for longer than this makes the state stale (e.g. 60s, 2m, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub stale_after: Duration,
+    /// Answer within this, body reading included (keep it under the webhooks' timeoutSeconds).
+    #[arg(long, value_name = "DURATION", default_value = "3500ms", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// After SIGTERM, how long in-flight requests get to finish.
+    #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// How often the certificate files and the manifests folder are checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> ServeConfig {
+        let nonempty = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect();
+        ServeConfig {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            tls: tls::CertFiles {
+                cert: self.tls_cert,
+                key: self.tls_key,
+            },
+            client_ca: self.client_ca,
+            source: SourceConfig {
+                kind: self.source,
+                manifests: self.manifests,
+                namespaces: nonempty(self.namespaces),
+                poll_interval: self.reload_interval,
+            },
+            policy: Policy {
+                mode: self.mode,
+                reference_severity: self.reference_severity,
+                // An empty name would exempt requests that carry no user at all.
+                exempt_users: nonempty(self.exempt_users),
+                exempt_groups: nonempty(self.exempt_groups),
+            },
+            stale_after: self.stale_after,
+            limits: router::Limits {
+                request_timeout: self.request_timeout,
+                ..router::Limits::default()
+            },
+            conn: https::ConnOptions {
+                drain_timeout: self.shutdown_timeout,
+                ..https::ConnOptions::default()
+            },
+            reload_interval: self.reload_interval,
+        }
+    }
+}
+
+/// Parses `500ms`, `60s`, `2m`, `1h` (one number, one unit; a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let invalid = || format!("expected a duration like 500ms, 60s, 2m or 1h, found {text:?}");
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let millis_per = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(millis_per)
+        .map(Duration::from_millis)
+        .ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        for bad in [
+            "",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 s",
+            "3d",
+            "99999999999999999999s",
+            "1m30s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_duration("x").unwrap_err().contains("500ms"));
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut argv = vec!["rollout-guard", "serve"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Serve(args) => *args,
+            other => panic!("parsed as {other:?}"),
+        })
+    }
+
+    #[test]
+    fn serve_defaults_are_the_contract() {
+        let a = serve(&["--tls-cert", "c", "--tls-key", "k"]).unwrap();
+        assert_eq!(a.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(a.admin_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(a.source, SourceKind::Kube);
+        assert_eq!(a.mode, Mode::Enforce);
+        assert_eq!(a.reference_severity, ReferenceSeverity::Auto);
+        assert_eq!(a.exempt_users, [DEFAULT_EXEMPT_USER]);
+        assert!(a.exempt_groups.is_empty() && a.namespaces.is_empty());
+        assert_eq!(a.stale_after, Duration::from_secs(60));
+        let config = a.into_config();
+        assert!(config.limits.request_timeout < Duration::from_secs(4));
+        assert_eq!(config.policy.exempt_users, [DEFAULT_EXEMPT_USER]);
+    }
+
+    #[test]
+    fn serve_flags() {
+        let a = serve(&[
+            "--tls-cert=c",
+            "--tls-key=k",
+            "--client-ca=ca",
+            "--listen=127.0.0.1:9443",
+            "--admin-listen=127.0.0.1:9080",
+            "--source=files",
+            "--manifests=m",
+            "--namespace=a",
+            "--namespace=b",
+            "--mode=warn",
+            "--reference-severity=deny",
+            "--exempt-user=alice",
+            "--exempt-user=",
+            "--exempt-group=ops",
+            "--stale-after=2m",
+        ])
+        .unwrap();
+        assert_eq!(a.namespaces, ["a", "b"]);
+        assert_eq!(a.mode, Mode::Warn);
+        assert_eq!(a.reference_severity, ReferenceSeverity::Deny);
+        let config = a.into_config();
+        assert_eq!(config.policy.exempt_users, ["alice"]);
+        assert_eq!(config.policy.exempt_groups, ["ops"]);
+        assert_eq!(config.stale_after, Duration::from_secs(120));
+        assert_eq!(config.source.kind, SourceKind::Files);
+        assert!(config.client_ca.is_some());
+    }
+
+    #[test]
+    fn serve_rejects_bad_flags() {
+        assert!(
+            serve(&["--tls-key", "k"]).is_err(),
+            "--tls-cert is required"
+        );
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--source=files"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--stale-after=soon"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--mode=audit"]).is_err());
+    }
+
+    #[test]
+    fn lint_and_dev_certs_parse() {
+        let cli =
+            Cli::try_parse_from(["rollout-guard", "lint", "--output", "json", "a.yaml"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Lint { ref paths, output: lint::Output::Json } if paths == &["a.yaml"])
+        );
+        let cli =
+            Cli::try_parse_from(["rollout-guard", "dev-certs", "--out", "x", "--force"]).unwrap();
+        assert!(matches!(cli.command, Command::DevCerts { force: true, .. }));
+    }
+}

@@ -1,0 +1,449 @@
+//! The files source: every `*.yaml`/`*.yml` under `--manifests DIR` (recursively; the `..data`
+//! internals of a mounted ConfigMap are skipped) is read with the lint module's loader, the index
+//! is rebuilt and swapped in whole, and the folder is polled for changes.
+//!
+//! Change detection: each file's (size, modification time, inode) is compared with the previous
+//! poll; the inode makes a ConfigMap's symlink swap visible even when size and time agree.
+//!
+//! A file that cannot be read or has a document that cannot be parsed is logged (once per
+//! version of the file) and counted in `rollout_guard_source_errors_total`; **its last good
+//! version stays in the index** (a half-saved edit must not make objects vanish and flip
+//! verdicts). A file that never had a good version contributes the objects it could read.
+//! The other files are unaffected. When the same object is in two files, the file that sorts
+//! last wins (as `lint` does for documents), and a warning is logged.
+//!
+//! Readiness: the status is marked loaded after the first scan of the folder, whatever errors
+//! single files had. A folder that cannot be listed marks the `files` feed broken (staleness
+//! clock) and keeps the previous index.
+
+use super::SourceStatus;
+use crate::index::{Index, SharedIndex};
+use crate::lint::{self, Input};
+use crate::metrics::Metrics;
+use crate::model::{Object, ObjectKey};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The status feed name the files source reports under.
+pub const FEED: &str = "files";
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> std::io::Result<Stamp> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: inode(&meta),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino()
+}
+
+#[cfg(not(unix))]
+fn inode(_meta: &std::fs::Metadata) -> u64 {
+    0
+}
+
+#[derive(Debug)]
+struct FileState {
+    stamp: Stamp,
+    /// The objects of the last good version (or, if there never was one, what could be read).
+    objects: Vec<Object>,
+    /// The last version read was good.
+    good: bool,
+}
+
+/// What one scan found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Files read (new or changed) in this scan.
+    pub read: usize,
+    /// Files gone since the previous scan.
+    pub removed: usize,
+    /// Problems, one line each (`file:document: message`), logged by the caller.
+    pub errors: Vec<String>,
+    /// The folder could not be listed (nothing changed).
+    pub unlisted: Option<String>,
+}
+
+impl Scan {
+    pub fn changed(&self) -> bool {
+        self.read > 0 || self.removed > 0
+    }
+}
+
+/// The state of the folder between polls.
+#[derive(Debug)]
+pub struct FilesSource {
+    dir: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+impl FilesSource {
+    pub fn new(dir: PathBuf) -> Self {
+        FilesSource {
+            dir,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Looks at every file once; reads only those that are new or changed.
+    pub fn scan(&mut self) -> Scan {
+        let mut scan = Scan::default();
+        let paths = match lint::yaml_files(&self.dir) {
+            Ok(p) => p,
+            Err(e) => {
+                scan.unlisted = Some(format!("{}: cannot list folder: {e}", self.dir.display()));
+                return scan;
+            }
+        };
+        let before = self.files.len();
+        self.files.retain(|p, _| paths.binary_search(p).is_ok());
+        scan.removed = before - self.files.len();
+        for path in paths {
+            let stamp = match Stamp::of(&path) {
+                Ok(s) => s,
+                // Gone between listing and stat: the next scan sees it removed.
+                Err(_) => continue,
+            };
+            if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
+                continue;
+            }
+            scan.read += 1;
+            let (objects, errors) = read_file(&path);
+            let previous = self.files.remove(&path);
+            let state = if errors.is_empty() {
+                FileState {
+                    stamp,
+                    objects,
+                    good: true,
+                }
+            } else {
+                let kept = previous.filter(|p| p.good);
+                let note = if kept.is_some() {
+                    "; its last good version stays in use"
+                } else {
+                    ""
+                };
+                scan.errors
+                    .extend(errors.into_iter().map(|e| format!("{e}{note}")));
+                match kept {
+                    Some(p) => FileState {
+                        stamp,
+                        objects: p.objects,
+                        good: true,
+                    },
+                    None => FileState {
+                        stamp,
+                        objects,
+                        good: false,
+                    },
+                }
+            };
+            self.files.insert(path, state);
+        }
+        scan
+    }
+
+    /// The index of everything currently read; duplicates are reported in `warnings`.
+    pub fn index(&self, warnings: &mut Vec<String>) -> Index {
+        let mut index = Index::new();
+        let mut origin: HashMap<ObjectKey, &Path> = HashMap::new();
+        for (path, state) in &self.files {
+            for object in &state.objects {
+                if let Some(first) = origin.insert(object.key(), path) {
+                    warnings.push(format!(
+                        "{}: {} is also defined in {}; this one is used",
+                        path.display(),
+                        object.key(),
+                        first.display()
+                    ));
+                }
+                index.upsert(object.clone());
+            }
+        }
+        index
+    }
+
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// Reads and parses one file: its objects and its problems (one line each).
+fn read_file(path: &Path) -> (Vec<Object>, Vec<String>) {
+    let name = path.display().to_string();
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                return (
+                    Vec::new(),
+                    vec![format!("{name}: expected UTF-8 text, found binary data")],
+                )
+            }
+        },
+        Err(e) => return (Vec::new(), vec![format!("{name}: cannot read: {e}")]),
+    };
+    let loaded = lint::load(&Input { name, text });
+    let errors = loaded
+        .invalid
+        .iter()
+        .map(|f| {
+            let path = if f.path.is_empty() {
+                String::new()
+            } else {
+                format!(" {}:", f.path)
+            };
+            format!("{}:{}:{path} {}", f.file, f.document, f.message)
+        })
+        .collect();
+    (
+        loaded.objects.into_iter().map(|o| o.object).collect(),
+        errors,
+    )
+}
+
+/// Polls the folder every `interval` and swaps in a new index when anything changed. Runs until
+/// the task is aborted.
+pub async fn run(
+    mut source: FilesSource,
+    interval: Duration,
+    index: SharedIndex,
+    status: Arc<SourceStatus>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let first = !status.is_loaded();
+        // Reading and parsing is blocking work: off the async workers.
+        let scanned = tokio::task::spawn_blocking(move || {
+            let scan = source.scan();
+            let mut warnings = Vec::new();
+            let built = (scan.unlisted.is_none() && (scan.changed() || first))
+                .then(|| source.index(&mut warnings));
+            (source, scan, built, warnings)
+        })
+        .await;
+        let (current, scan, built, warnings) = match scanned {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "the manifests scan failed; the files source stops");
+                status.set_broken(FEED);
+                return;
+            }
+        };
+        match &scan.unlisted {
+            Some(err) => {
+                if status.broken_for().is_none() {
+                    tracing::error!(error = %err, "cannot list the manifests folder; keeping the previous state");
+                    metrics.source_error();
+                }
+                status.set_broken(FEED);
+            }
+            None => {
+                status.set_healthy(FEED);
+                for err in &scan.errors {
+                    tracing::error!(error = %err, "cannot load a manifest");
+                    metrics.source_error();
+                }
+                for w in &warnings {
+                    tracing::warn!(warning = %w, "duplicate object in the manifests");
+                }
+                if let Some(new_index) = built {
+                    let objects = new_index.len();
+                    index.replace(new_index);
+                    tracing::info!(
+                        files = current.files(),
+                        read = scan.read,
+                        removed = scan.removed,
+                        objects,
+                        "manifests loaded"
+                    );
+                    if first {
+                        status.set_loaded();
+                        tracing::info!("state loaded");
+                    }
+                }
+            }
+        }
+        source = current;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Lookup;
+    use crate::model::Kind;
+
+    fn service(name: &str) -> String {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{selector: {{app: {name}}}}}\n")
+    }
+
+    fn has(index: &Index, name: &str) -> bool {
+        index
+            .object(&ObjectKey::new(Kind::Service, "shop", name))
+            .is_some()
+    }
+
+    fn build(source: &FilesSource) -> Index {
+        source.index(&mut Vec::new())
+    }
+
+    #[test]
+    fn loads_changes_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), service("a")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(
+            dir.path().join("sub/b.yml"),
+            format!("{}---\n{}", service("b"), service("c")),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let mut source = FilesSource::new(dir.path().to_path_buf());
+        let scan = source.scan();
+        assert_eq!((scan.read, scan.errors.len()), (2, 0));
+        let index = build(&source);
+        assert_eq!(index.count(Kind::Service), 3);
+
+        assert!(!source.scan().changed(), "nothing changed");
+
+        std::fs::write(dir.path().join("a.yaml"), service("a2")).unwrap();
+        std::fs::remove_file(dir.path().join("sub/b.yml")).unwrap();
+        let scan = source.scan();
+        assert_eq!((scan.read, scan.removed), (1, 1));
+        let index = build(&source);
+        assert!(has(&index, "a2") && !has(&index, "a") && !has(&index, "b"));
+    }
+
+    #[test]
+    fn a_broken_file_keeps_its_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, service("a")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), service("b")).unwrap();
+        let mut source = FilesSource::new(dir.path().to_path_buf());
+        source.scan();
+
+        std::fs::write(&a, format!("{}---\nkind: [\n", service("a-new"))).unwrap();
+        let scan = source.scan();
+        assert_eq!(scan.errors.len(), 1, "{:?}", scan.errors);
+        assert!(scan.errors[0].contains("a.yaml:2:"), "{:?}", scan.errors);
+        assert!(scan.errors[0].contains("last good version"));
+        let index = build(&source);
+        assert!(has(&index, "a") && !has(&index, "a-new") && has(&index, "b"));
+
+        std::fs::write(&a, service("a-fixed")).unwrap();
+        let scan = source.scan();
+        assert!(scan.errors.is_empty());
+        let index = build(&source);
+        assert!(has(&index, "a-fixed") && !has(&index, "a"));
+    }
+
+    #[test]
+    fn a_file_broken_from_the_start_gives_what_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            format!(
+                "{}---\napiVersion: v1\nkind: Service\nmetadata: {{name: x}}\nspec: {{selector: 3}}\n",
+                service("a")
+            ),
+        )
+        .unwrap();
+        let mut source = FilesSource::new(dir.path().to_path_buf());
+        let scan = source.scan();
+        assert_eq!(scan.errors.len(), 1);
+        assert!(
+            scan.errors[0].contains("spec.selector"),
+            "{:?}",
+            scan.errors
+        );
+        assert!(has(&build(&source), "a"));
+    }
+
+    #[test]
+    fn duplicates_are_reported_and_the_last_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1.yaml"), service("a")).unwrap();
+        std::fs::write(dir.path().join("2.yaml"), service("a")).unwrap();
+        let mut source = FilesSource::new(dir.path().to_path_buf());
+        source.scan();
+        let mut warnings = Vec::new();
+        let index = source.index(&mut warnings);
+        assert_eq!(index.len(), 1);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("2.yaml"), "{warnings:?}");
+    }
+
+    #[test]
+    fn an_unlistable_folder_is_reported() {
+        let mut source = FilesSource::new(PathBuf::from("/nonexistent/rollout-guard"));
+        let scan = source.scan();
+        assert!(scan.unlisted.is_some());
+        assert!(!scan.changed());
+    }
+
+    #[test]
+    fn the_files_source_needs_a_folder() {
+        use crate::source::{SourceConfig, SourceKind};
+        let config = |manifests: Option<&str>| SourceConfig {
+            kind: SourceKind::Files,
+            manifests: manifests.map(PathBuf::from),
+            namespaces: Vec::new(),
+            poll_interval: Duration::from_secs(1),
+        };
+        let err = |c: SourceConfig| c.check().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(config(None)).contains("--manifests DIR"));
+        assert!(err(config(Some("/nonexistent/x"))).contains("found nothing"));
+        assert!(
+            err(config(Some(file!()))).contains("found a file") || !PathBuf::from(file!()).exists()
+        );
+        assert!(config(Some(env!("CARGO_MANIFEST_DIR"))).check().is_ok());
+    }
+
+    #[tokio::test]
+    async fn run_marks_loaded_and_follows_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), service("a")).unwrap();
+        let index = SharedIndex::default();
+        let status = Arc::new(SourceStatus::new(Duration::from_secs(60)));
+        let metrics = Arc::new(Metrics::new());
+        let task = tokio::spawn(run(
+            FilesSource::new(dir.path().to_path_buf()),
+            Duration::from_millis(20),
+            index.clone(),
+            status.clone(),
+            metrics,
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !status.is_loaded() {
+            assert!(std::time::Instant::now() < deadline, "never loaded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(has(&index.read(), "a"));
+        std::fs::write(dir.path().join("b.yaml"), service("b")).unwrap();
+        while !has(&index.read(), "b") {
+            assert!(std::time::Instant::now() < deadline, "change not seen");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+    }
+}
