@@ -96,6 +96,40 @@ pub async fn run(
     }
 }
 
+/// Reconnect delays: 250 ms doubling to 5 s. Shorter than kube-rs' default (30 s at most),
+/// because every second of a broken watch is a second of possibly stale decisions.
+#[derive(Debug, Clone)]
+pub struct ReconnectBackoff {
+    next: Duration,
+}
+
+impl ReconnectBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for ReconnectBackoff {
+    fn default() -> Self {
+        ReconnectBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for ReconnectBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(delay)
+    }
+}
+
+impl kube::runtime::utils::Backoff for ReconnectBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
 struct Feed {
     kind: Kind,
     namespace: Option<String>,
@@ -113,7 +147,8 @@ impl Feed {
         let name = self.name();
         let mut listed_once = false;
         let mut buffer: Vec<Object> = Vec::new();
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        let stream =
+            watcher::watcher(api, watcher::Config::default()).backoff(ReconnectBackoff::default());
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
@@ -182,5 +217,23 @@ impl Feed {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReconnectBackoff;
+    use kube::runtime::utils::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut b = ReconnectBackoff::default();
+        let delays: Vec<Duration> = b.by_ref().take(7).collect();
+        assert_eq!(delays[0], Duration::from_millis(250));
+        assert_eq!(delays[1], Duration::from_millis(500));
+        assert_eq!(delays[6], Duration::from_secs(5));
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(250)));
     }
 }

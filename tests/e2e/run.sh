@@ -70,8 +70,8 @@ expect_ok() {
 expect_eq() {
   local name=$1 want=$2; shift 2
   local got
-  got=$("$@" 2>&1)
-  if [ "$got" = "$want" ]; then ok "$name"; else fail "$name: expected '$want', found '$got'"; fi
+  got=$("$@" 2>"$W/out/stderr")
+  if [ "$got" = "$want" ]; then ok "$name"; else fail "$name: expected '$want', found '$got' $(cat "$W/out/stderr")"; fi
 }
 weights() { kubectl get virtualservice "$1" -n shop -o jsonpath='{.spec.http[0].route[*].weight}'; }
 render() { sed -e "s/ROUTE/$2/g" -e "s/TIMEOUT/${3:-10s}/g" -e "s/TRAFFIC_POLICY/${4:-}/" "$M/$1"; }
@@ -105,7 +105,7 @@ KC
 start_server() {
   KUBECONFIG=$W/webhook.kubeconfig RUST_LOG=${RUST_LOG:-info} "$BIN" serve --source kube \
     --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN \
-    --tls-cert "$W/certs/tls.crt" --tls-key "$W/certs/tls.key" >>"$W/server.log" 2>&1 &
+    --tls-cert "$W/certs/tls.crt" --tls-key "$W/certs/tls.key" --stale-after 3s >>"$W/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
     curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && return 0
@@ -188,6 +188,37 @@ expect_ok "(g) a Git re-apply of the DestinationRule prints our warning" "kept r
   kubectl apply -f <(render subset.yaml primary 10s 'trafficPolicy: {connectionPool: {tcp: {maxConnections: 10}}}')
 expect_eq "(g) ... and the hashes are stored" "c2 s1" \
   kubectl get destinationrule reviews -n shop -o 'jsonpath={.spec.subsets[*].labels.rollouts-pod-template-hash}'
+
+# --- (j) the watch breaks and comes back: --stale-after ------------------------------------------
+# A review the webhook would deny while its state is fresh: renaming the Rollout's route.
+review() {  # review OPERATION OBJECT_JSON OLD_JSON
+  python3 -c 'import json,sys; print(json.dumps({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
+    "uid":"e2e-stale","kind":{"group":"networking.istio.io","version":"v1beta1","kind":"VirtualService"},
+    "namespace":"shop","name":"checkout","operation":sys.argv[1],"userInfo":{"username":"argocd"},
+    "object":json.loads(sys.argv[2]),"oldObject":json.loads(sys.argv[3])}}))' "$@"
+}
+post() { curl -s --cacert "$W/certs/ca.crt" -H 'Content-Type: application/json' --data @- "https://127.0.0.1:$PORT/$1"; }
+live_vs=$(kubectl get virtualservice checkout -n shop -o json)
+renamed_vs=$(echo "$live_vs" | python3 -c 'import json,sys; v=json.load(sys.stdin); v["spec"]["http"][0]["name"]="renamed"; print(json.dumps(v))')
+git_vs=$(echo "$live_vs" | python3 -c 'import json,sys; v=json.load(sys.stdin); r=v["spec"]["http"][0]["route"]; r[0]["weight"]=100; r[1]["weight"]=0; print(json.dumps(v))')
+metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v m="$1" '$1==m {print $2}'; }
+expect_eq "(j) fresh: a breaking VirtualService review is denied" "False" \
+  sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$renamed_vs' '$live_vs' | post validate | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"response\"][\"allowed\"])'"
+apiserver=$(cat "$W/kube/apiserver.pid")
+kill -KILL "$apiserver"   # a crash: the watch breaks at once
+for _ in $(seq 1 50); do kill -0 "$apiserver" 2>/dev/null || break; sleep 0.1; done
+sleep 5
+expect_eq "(j) the watch broken longer than --stale-after: the staleness gauge says so" "1" metric rollout_guard_state_stale
+expect_eq "(j) ... /readyz stays ready" "200" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/readyz"
+expect_eq "(j) ... the cross-object denial becomes a warning" "True breaks-rollout" \
+  sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$renamed_vs' '$live_vs' | post validate | python3 -c 'import json,sys; r=json.load(sys.stdin)[\"response\"]; print(r[\"allowed\"], \"breaks-rollout\" if any(\"breaks-rollout\" in w for w in r.get(\"warnings\",[])) else r)'"
+expect_eq "(j) ... and mutation is skipped with a warning" "no-patch stale" \
+  sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$git_vs' '$live_vs' | post mutate | python3 -c 'import json,sys; r=json.load(sys.stdin)[\"response\"]; print(\"patch\" if \"patch\" in r else \"no-patch\", \"stale\" if any(\"stale\" in w for w in r.get(\"warnings\",[])) else r)'"
+scripts/kube-up.sh >/dev/null || die "the API server did not come back"
+for _ in $(seq 1 120); do [ "$(metric rollout_guard_state_stale)" = "0" ] && break; sleep 0.5; done
+expect_eq "(j) the watch reconnects and the state is fresh again" "0" metric rollout_guard_state_stale
+expect_eq "(j) ... and the breaking review is denied again" "False" \
+  sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$renamed_vs' '$live_vs' | post validate | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"response\"][\"allowed\"])'"
 
 # --- (i) with the webhook stopped: validation fails closed, mutation fails open ------------------
 stop_server
