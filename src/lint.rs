@@ -46,6 +46,23 @@ pub struct Report {
     pub objects: usize,
 }
 
+impl LintFinding {
+    /// An `invalid-object` finding: input that could not be read as an object.
+    fn invalid(file: &str, document: usize, message: String) -> Self {
+        LintFinding {
+            file: file.to_string(),
+            document,
+            kind: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+            rule: "invalid-object",
+            severity: Severity::Deny,
+            path: String::new(),
+            message,
+        }
+    }
+}
+
 impl Report {
     pub fn exit_code(&self) -> i32 {
         i32::from(self.summary.deny > 0)
@@ -171,17 +188,7 @@ pub fn load(input: &Input) -> Loaded {
     let mut loaded = Loaded::default();
     for doc in documents(&input.text) {
         loaded.documents += 1;
-        let invalid = |message: String| LintFinding {
-            file: input.name.clone(),
-            document: doc.number,
-            kind: String::new(),
-            namespace: String::new(),
-            name: String::new(),
-            rule: "invalid-object",
-            severity: Severity::Deny,
-            path: String::new(),
-            message,
-        };
+        let invalid = |message: String| LintFinding::invalid(&input.name, doc.number, message);
         let value = match parse_yaml(&doc) {
             Ok(v) => v,
             Err(message) => {
@@ -414,17 +421,7 @@ pub fn run(
     let mut report = lint(&inputs);
     for e in errors {
         let (file, message) = e.split_once(": ").unwrap_or(("", e.as_str()));
-        report.push(LintFinding {
-            file: file.to_string(),
-            document: 0,
-            kind: String::new(),
-            namespace: String::new(),
-            name: String::new(),
-            rule: "invalid-object",
-            severity: Severity::Deny,
-            path: String::new(),
-            message: message.to_string(),
-        });
+        report.push(LintFinding::invalid(file, 0, message.to_string()));
     }
     let written = match output {
         Output::Text => stdout.write_all(report.to_text().as_bytes()),

@@ -212,3 +212,29 @@ fn bad_request(webhook: Webhook, err: BadReview) -> Reply {
 pub(crate) fn pass() -> (Verdict, Notes) {
     (Verdict::allow(), Notes::default())
 }
+
+/// What both webhooks judge: a kind of ours, CREATE or UPDATE of the object itself (never a
+/// subresource), from a writer that is not exempt. Anything else gets its answer here.
+pub(crate) fn screen(
+    request: &Request,
+    ctx: &Context<'_>,
+) -> Result<crate::model::Kind, (Verdict, Notes)> {
+    let Some(kind) = request.kind else {
+        return Err(pass());
+    };
+    if !matches!(
+        request.operation,
+        review::Operation::Create | review::Operation::Update
+    ) || !request.sub_resource.is_empty()
+    {
+        return Err(pass());
+    }
+    if ctx.policy.is_exempt(request) {
+        let notes = Notes {
+            exempt: true,
+            ..Notes::default()
+        };
+        return Err((Verdict::allow(), notes));
+    }
+    Ok(kind)
+}

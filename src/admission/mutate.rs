@@ -2,28 +2,16 @@
 //! cannot be read is allowed with a warning (validation is the webhook that refuses it).
 
 use super::review::{shorten, Operation, Request, Verdict, MAX_WARNING_LEN};
-use super::{pass, Context, Notes};
+use super::{pass, screen, Context, Notes};
 use crate::drift;
 use crate::model::{Kind, Object};
 
 pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
-    let Some(kind) = request.kind.filter(|k| *k != Kind::Rollout) else {
-        return pass();
+    let kind = match screen(request, ctx) {
+        Ok(Kind::Rollout) => return pass(),
+        Ok(kind) => kind,
+        Err(answer) => return answer,
     };
-    if !matches!(request.operation, Operation::Create | Operation::Update)
-        || !request.sub_resource.is_empty()
-    {
-        return pass();
-    }
-    if ctx.policy.is_exempt(request) {
-        return (
-            Verdict::allow(),
-            Notes {
-                exempt: true,
-                ..Notes::default()
-            },
-        );
-    }
     let Some(object) = &request.object else {
         return pass();
     };

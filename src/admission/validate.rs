@@ -2,7 +2,7 @@
 //! breaks-rollout, exemptions, skip annotation, warn mode).
 
 use super::review::{shorten, Operation, Request, Verdict, MAX_WARNING_LEN};
-use super::{pass, Context, Mode, Notes, ReferenceSeverity};
+use super::{pass, screen, Context, Mode, Notes, ReferenceSeverity};
 use crate::index::Overlay;
 use crate::model::{Kind, Object};
 use crate::rules::{self, breaks, Finding, Scope, Severity};
@@ -10,23 +10,10 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
-    let Some(kind) = request.kind else {
-        return pass();
+    let kind = match screen(request, ctx) {
+        Ok(kind) => kind,
+        Err(answer) => return answer,
     };
-    if !matches!(request.operation, Operation::Create | Operation::Update)
-        || !request.sub_resource.is_empty()
-    {
-        return pass();
-    }
-    if ctx.policy.is_exempt(request) {
-        return (
-            Verdict::allow(),
-            Notes {
-                exempt: true,
-                ..Notes::default()
-            },
-        );
-    }
     let Some(raw) = &request.object else {
         return deny_invalid(
             ctx,

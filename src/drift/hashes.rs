@@ -77,6 +77,31 @@ fn owners(
     single_owner(key, rollouts, notes)
 }
 
+/// The key of the request object and the one Rollout that owns its controller fields, unless
+/// it is skipped or has no (single) owner.
+fn owned(
+    kind: Kind,
+    namespace: &str,
+    live: Option<&Value>,
+    world: &dyn Lookup,
+    patcher: &Patcher,
+    notes: &mut Notes,
+) -> Option<(ObjectKey, Arc<Rollout>)> {
+    let request = patcher.doc();
+    let name = meta_name(request)?;
+    if skip(request) {
+        return None;
+    }
+    let ns = request
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(namespace);
+    let key = ObjectKey::new(kind, ns, name);
+    let rollout = owners(&key, request, live, world, notes)?;
+    Some((key, rollout))
+}
+
 /// Hashes recorded in the Rollout status on CREATE, or why they cannot be known.
 fn status_hashes(rollout: &Rollout) -> Result<(Option<String>, Option<String>), String> {
     let status = rollout
@@ -127,20 +152,14 @@ pub(super) fn restore_destination_rule(
     patcher: &mut Patcher,
     notes: &mut Notes,
 ) {
-    let request = patcher.doc().clone();
-    let Some(name) = meta_name(&request) else {
-        return;
-    };
-    if skip(&request) {
-        return;
-    }
-    let ns = request
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .unwrap_or(namespace);
-    let key = ObjectKey::new(Kind::DestinationRule, ns, name);
-    let Some(rollout) = owners(&key, &request, live, world, notes) else {
+    let Some((key, rollout)) = owned(
+        Kind::DestinationRule,
+        namespace,
+        live,
+        world,
+        patcher,
+        notes,
+    ) else {
         return;
     };
     let Some(dr_ref) = rollout.istio().and_then(|i| i.destination_rule.clone()) else {
@@ -282,22 +301,10 @@ pub(super) fn restore_service(
     patcher: &mut Patcher,
     notes: &mut Notes,
 ) {
-    let request = patcher.doc().clone();
-    let Some(name) = meta_name(&request) else {
+    let Some((key, rollout)) = owned(Kind::Service, namespace, live, world, patcher, notes) else {
         return;
     };
-    if skip(&request) {
-        return;
-    }
-    let ns = request
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .unwrap_or(namespace);
-    let key = ObjectKey::new(Kind::Service, ns, name);
-    let Some(rollout) = owners(&key, &request, live, world, notes) else {
-        return;
-    };
+    let name = key.name.to_string();
     let roles = Roles::of(&rollout);
     // Only Services the controller switches: host level (canary/stable) and ping-pong.
     let is_canary = roles.canary_service == name;
@@ -328,11 +335,13 @@ pub(super) fn restore_service(
         },
     };
     if let Some(hash) = want {
-        let had = request
+        let had = patcher
+            .doc()
             .pointer(&format!("/spec/selector/{POD_TEMPLATE_HASH}"))
-            .and_then(Value::as_str);
-        if had != Some(hash.as_str()) {
-            let had = had.unwrap_or("none").to_string();
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if had.as_deref() != Some(hash.as_str()) {
+            let had = had.unwrap_or_else(|| "none".to_string());
             if patcher.set(
                 &at!["spec", "selector", POD_TEMPLATE_HASH],
                 Value::from(hash.clone()),
