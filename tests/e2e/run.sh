@@ -10,8 +10,10 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BIN=${ROLLOUT_GUARD_BIN:-$ROOT/target/debug/rollout-guard}
 W=$ROOT/.e2e
-PORT=${E2E_WEBHOOK_PORT:-18443}
-ADMIN=${E2E_ADMIN_PORT:-18080}
+# Free ports by default, so that nothing else listening here can answer in the webhook's place.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=${E2E_WEBHOOK_PORT:-$(free_port)}
+ADMIN=${E2E_ADMIN_PORT:-$(free_port)}
 CONTROLLER=system:serviceaccount:argo-rollouts:argo-rollouts
 M=tests/e2e/manifests
 PASSED=0
