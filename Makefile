@@ -52,3 +52,17 @@ run: build certs
 	$(BIN) serve --source files --manifests examples/manifests \
 	  --tls-cert certs/tls.crt --tls-key certs/tls.key \
 	  --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:8080
+
+# Benchmarks against DESIGN.md's performance targets (not tests: nothing fails on a figure).
+# About 8 minutes on 2 cores; writes BENCHMARKS.md, raw results in target/bench-results/.
+.PHONY: bench
+bench:
+	CARGO="$(CARGO)" scripts/bench.sh
+
+# Soak (not part of `make test`; not while benchmarks run): `serve --source files` with 1,000 apps
+# under SOAK_SECONDS of load on 127.0.0.1, RSS sampled every second; rewrites only the Soak section
+# of BENCHMARKS.md (between its soak markers). Raw samples in target/soak/.
+SOAK_SECONDS ?= 60
+.PHONY: soak
+soak:
+	CARGO="$(CARGO)" SOAK_SECONDS=$(SOAK_SECONDS) scripts/soak.sh

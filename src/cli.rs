@@ -105,6 +105,25 @@ pub struct ServeArgs {
     /// How often the certificate files and the manifests folder are checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub reload_interval: Duration,
+    /// HTTP/1.1: a request head must arrive within this once the server waits for it (slow or
+    /// idle clients are disconnected).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_read_timeout: Duration,
+    /// The TLS handshake must finish within this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// A connection on which no byte moves for this long is closed gracefully (HTTP/2: GOAWAY).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+    /// Memory for the requests in flight, in MiB: their bodies and an estimate of their parsed
+    /// JSON. A request that alone needs more gets 413; one that finds no room in time, 503.
+    #[arg(long, value_name = "MIB", default_value_t = (router::DEFAULT_MAX_INFLIGHT_BYTES / (1024 * 1024)) as u32,
+          value_parser = clap::value_parser!(u32).range(8..=65536))]
+    pub max_inflight_mib: u32,
+    /// At most this many HTTPS connections at once; more wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value_t = https::DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_max_connections)]
+    pub max_connections: usize,
 }
 
 impl ServeArgs {
@@ -134,11 +153,15 @@ impl ServeArgs {
             stale_after: self.stale_after,
             limits: router::Limits {
                 request_timeout: self.request_timeout,
+                max_inflight_bytes: self.max_inflight_mib as usize * 1024 * 1024,
                 ..router::Limits::default()
             },
             conn: https::ConnOptions {
+                header_read_timeout: self.header_read_timeout,
+                handshake_timeout: self.tls_handshake_timeout,
                 drain_timeout: self.shutdown_timeout,
-                ..https::ConnOptions::default()
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections,
             },
             reload_interval: self.reload_interval,
         }
@@ -164,6 +187,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(millis_per)
         .map(Duration::from_millis)
         .ok_or_else(invalid)
+}
+
+/// A duration above zero (a zero timeout would cut off every client).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("expected a duration above 0, found {text:?}")),
+        d => Ok(d),
+    }
+}
+
+fn parse_max_connections(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=https::MAX_CONNECTIONS_LIMIT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of connections from 1 to {}, found {text:?}",
+            https::MAX_CONNECTIONS_LIMIT
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +256,15 @@ mod tests {
         assert_eq!(a.stale_after, Duration::from_secs(60));
         let config = a.into_config();
         assert!(config.limits.request_timeout < Duration::from_secs(4));
+        assert_eq!(config.conn.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.conn.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(config.conn.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.conn.drain_timeout, Duration::from_secs(25));
+        assert_eq!(config.conn.max_connections, https::DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            config.limits.max_inflight_bytes,
+            router::DEFAULT_MAX_INFLIGHT_BYTES
+        );
         assert_eq!(config.policy.exempt_users, [DEFAULT_EXEMPT_USER]);
     }
 
@@ -236,6 +286,11 @@ mod tests {
             "--exempt-user=",
             "--exempt-group=ops",
             "--stale-after=2m",
+            "--header-read-timeout=1s",
+            "--tls-handshake-timeout=2s",
+            "--idle-timeout=500ms",
+            "--max-connections=64",
+            "--max-inflight-mib=32",
         ])
         .unwrap();
         assert_eq!(a.namespaces, ["a", "b"]);
@@ -247,6 +302,11 @@ mod tests {
         assert_eq!(config.stale_after, Duration::from_secs(120));
         assert_eq!(config.source.kind, SourceKind::Files);
         assert!(config.client_ca.is_some());
+        assert_eq!(config.conn.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(config.conn.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(config.conn.idle_timeout, Duration::from_millis(500));
+        assert_eq!(config.conn.max_connections, 64);
+        assert_eq!(config.limits.max_inflight_bytes, 32 * 1024 * 1024);
     }
 
     #[test]
@@ -258,6 +318,12 @@ mod tests {
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--source=files"]).is_err());
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--stale-after=soon"]).is_err());
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--mode=audit"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--header-read-timeout=0s"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--idle-timeout=0ms"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--max-connections=0"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--max-connections=-1"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--max-connections=2000000"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--max-inflight-mib=1"]).is_err());
     }
 
     #[test]

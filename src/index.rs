@@ -3,13 +3,13 @@
 //! finds its Rollouts without a scan.
 
 use crate::model::{DestinationRule, Kind, Object, ObjectKey, Rollout, Service, VirtualService};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 #[derive(Debug, Default)]
 pub struct Index {
     objects: HashMap<ObjectKey, Object>,
-    referenced_by: HashMap<ObjectKey, BTreeSet<ObjectKey>>,
+    referenced_by: HashMap<ObjectKey, Vec<ObjectKey>>,
 }
 
 /// Read access to objects: the index itself, or the index with one object replaced.
@@ -90,10 +90,13 @@ impl Index {
         let key = object.key();
         if let Object::Rollout(r) = &object {
             for target in references_of(r) {
-                self.referenced_by
+                let set = self
+                    .referenced_by
                     .entry(target)
-                    .or_default()
-                    .insert(key.clone());
+                    .or_insert_with(|| Vec::with_capacity(1));
+                if let Err(at) = set.binary_search(&key) {
+                    set.insert(at, key.clone());
+                }
             }
         }
         let previous = self.objects.insert(key.clone(), object);
@@ -123,7 +126,9 @@ impl Index {
 
     fn unlink(&mut self, target: &ObjectKey, rollout: &ObjectKey) {
         if let Some(set) = self.referenced_by.get_mut(target) {
-            set.remove(rollout);
+            if let Ok(at) = set.binary_search(rollout) {
+                set.remove(at);
+            }
             if set.is_empty() {
                 self.referenced_by.remove(target);
             }
@@ -187,10 +192,7 @@ impl Lookup for Index {
     }
 
     fn rollouts_referencing(&self, key: &ObjectKey) -> Vec<ObjectKey> {
-        self.referenced_by
-            .get(key)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+        self.referenced_by.get(key).cloned().unwrap_or_default()
     }
 }
 

@@ -15,3 +15,4 @@ pub mod model;
 pub mod rules;
 pub mod server;
 pub mod source;
+mod yaml_guard;

@@ -147,6 +147,14 @@ fn documents<'a>(text: &'a str) -> Vec<Document<'a>> {
 }
 
 fn parse_yaml(doc: &Document<'_>) -> Result<Value, String> {
+    // Before the parser, whose scanner is quadratic in flow nesting depth (see yaml_guard).
+    if let Some(line) = crate::yaml_guard::too_deep(doc.text, crate::yaml_guard::MAX_FLOW_DEPTH) {
+        return Err(format!(
+            "expected YAML nested at most {} levels deep, found [ or {{ nested deeper by line {}",
+            crate::yaml_guard::MAX_FLOW_DEPTH,
+            doc.first_line + line - 1
+        ));
+    }
     serde_yaml_ng::from_str::<Value>(doc.text).map_err(|e| match e.location() {
         Some(loc) => format!(
             "expected YAML, found a syntax error at line {}: {}",

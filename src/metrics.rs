@@ -86,6 +86,8 @@ pub enum DecisionLabel {
     Timeout,
     /// HTTP 400: the body could not be read (connection error).
     BadBody,
+    /// HTTP 503: no room in the in-flight memory budget within the request timeout.
+    Busy,
 }
 
 impl From<Decision> for DecisionLabel {
@@ -109,6 +111,7 @@ impl EncodeLabelValue for DecisionLabel {
             DecisionLabel::TooLarge => "too_large",
             DecisionLabel::Timeout => "timeout",
             DecisionLabel::BadBody => "bad_body",
+            DecisionLabel::Busy => "busy",
         })
     }
 }
@@ -288,7 +291,7 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records a request refused before the admission core saw it (413, 408, unreadable body).
+    /// Records a request refused before the admission core saw it (413, 408, 503, unreadable body).
     pub fn observe_refused(&self, webhook: Webhook, decision: DecisionLabel, elapsed: Duration) {
         let webhook = webhook.as_str();
         self.requests

@@ -1,6 +1,6 @@
 //! The admission server over a real TLS socket: protocol versions, client certificates,
-//! certificate rotation (plain overwrite and a Secret's symlink swap), broken new pairs, and bad
-//! bodies that must not stop it.
+//! certificate rotation (plain overwrite and a Secret's symlink swap), broken new pairs, deleted
+//! certificate files, and bad bodies that must not stop it. (Hostile clients: tests/hostile.rs.)
 
 mod common;
 
@@ -284,6 +284,64 @@ async fn a_broken_new_pair_keeps_the_old_one_serving() {
         served_der(&c, &server, "rotated.test").await.as_deref() == Some(&expected[..])
     })
     .await;
+    server.stop().await;
+}
+
+/// The files vanish (a Secret deleted, a volume unmounted): the pair in memory keeps serving, the
+/// failure is logged and counted once, and a valid pair written later is picked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_certificate_files_keep_the_old_pair_serving() {
+    let pki = Pki::new("test CA");
+    let (server, dir) = server(&pki, None).await;
+    let files = files_in(dir.path());
+    let c = default_connector(&pki);
+    let original = served_der(&c, &server, NAME).await.unwrap();
+    let reported = |line: &'static str| {
+        let server = &server;
+        move || {
+            let found = server.metrics_text().contains(line);
+            async move { found }
+        }
+    };
+
+    std::fs::remove_file(&files.cert).unwrap();
+    std::fs::remove_file(&files.key).unwrap();
+    eventually(
+        STEP,
+        "the deletion to be reported",
+        reported(r#"rollout_guard_tls_reloads_total{result="failure"} 1"#),
+    )
+    .await;
+    assert_eq!(
+        served_der(&c, &server, NAME).await.as_deref(),
+        Some(&original[..])
+    );
+    let a = post(
+        &c,
+        server.addr,
+        NAME,
+        "/validate",
+        &fixture("rollout-create-valid.json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 200);
+    // Reported once, not at every poll.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(server
+        .metrics_text()
+        .contains(r#"rollout_guard_tls_reloads_total{result="failure"} 1"#));
+
+    let next = pki.server(&["rotated.test"]);
+    next.write(&files.cert, &files.key);
+    let expected = next.der().as_ref().to_vec();
+    eventually(STEP, "the new pair", || async {
+        served_der(&c, &server, "rotated.test").await.as_deref() == Some(&expected[..])
+    })
+    .await;
+    assert!(server
+        .metrics_text()
+        .contains(r#"rollout_guard_tls_reloads_total{result="success"} 1"#));
     server.stop().await;
 }
 

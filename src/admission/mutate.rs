@@ -4,7 +4,9 @@
 use super::review::{shorten, Operation, Request, Verdict, MAX_WARNING_LEN};
 use super::{pass, screen, Context, Notes};
 use crate::drift;
-use crate::model::{Kind, Object};
+use crate::model::{Kind, Object, ANNOTATION_MANAGED_BY};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
     let kind = match screen(request, ctx) {
@@ -15,7 +17,7 @@ pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
     let Some(object) = &request.object else {
         return pass();
     };
-    let parsed = match Object::parse_kind(kind, object, &request.namespace) {
+    let parsed = match Object::parse_kind_raw(kind, object, &request.namespace) {
         Ok(o) => o,
         Err(err) => {
             let warning = format!(
@@ -58,7 +60,19 @@ pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
             (verdict, Notes::default())
         };
     }
-    let mutation = drift::restore(kind, &request.namespace, object, live, ctx.index);
+    // Most objects belong to no Rollout: then there is nothing to restore and no tree to build.
+    let may_be_owned = !ctx.index.rollouts_referencing(&parsed.key()).is_empty()
+        || parsed.meta().managed_by.is_some()
+        || live.is_some_and(|l| l.get().contains(ANNOTATION_MANAGED_BY));
+    if !may_be_owned {
+        return pass();
+    }
+    let tree = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
+    let Some(object) = tree(object) else {
+        return pass();
+    };
+    let live = live.and_then(|l| tree(l));
+    let mutation = drift::restore(kind, &request.namespace, &object, live.as_ref(), ctx.index);
     let verdict = Verdict {
         allowed: true,
         message: None,

@@ -3,6 +3,8 @@
 
 use crate::model::Kind;
 use base64::Engine;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +40,10 @@ pub struct Request {
     pub user: String,
     pub groups: Vec<String>,
     pub dry_run: bool,
-    pub object: Option<Value>,
-    pub old_object: Option<Value>,
+    /// `request.object` and `request.oldObject` as JSON text: the views are read from it
+    /// without building a tree, and a tree is built only for an object that may be patched.
+    pub object: Option<Box<RawValue>>,
+    pub old_object: Option<Box<RawValue>>,
 }
 
 /// Why a body is not an AdmissionReview with a uid (HTTP 400).
@@ -52,14 +56,119 @@ pub enum BadReview {
 }
 
 pub fn parse(body: &[u8]) -> Result<Request, BadReview> {
+    match parse_typed(body) {
+        Some(request) => Ok(request),
+        None => parse_lenient(body),
+    }
+}
+
+/// The common case, read straight into the fields we use (everything else is skipped). Any
+/// surprise (a field of another type, an empty uid, a duplicate key) leaves the body to
+/// [`parse_lenient`], which gives the same answer for every body this one accepts.
+fn parse_typed(body: &[u8]) -> Option<Request> {
+    #[derive(Deserialize)]
+    struct Review<'a> {
+        #[serde(rename = "apiVersion", default)]
+        api_version: Option<String>,
+        #[serde(borrow)]
+        request: TypedRequest<'a>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct TypedRequest<'a> {
+        uid: String,
+        #[serde(default)]
+        kind: Option<GroupKind>,
+        #[serde(default)]
+        namespace: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        operation: Option<String>,
+        #[serde(default)]
+        sub_resource: Option<String>,
+        #[serde(default)]
+        user_info: Option<UserInfo>,
+        #[serde(default)]
+        dry_run: Option<bool>,
+        #[serde(default, borrow)]
+        object: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        old_object: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct GroupKind {
+        #[serde(default)]
+        group: Option<String>,
+        #[serde(default)]
+        kind: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct UserInfo {
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        groups: Option<Vec<String>>,
+    }
+    let review: Review<'_> = serde_json::from_slice(body).ok()?;
+    let r = review.request;
+    if r.uid.is_empty() {
+        return None;
+    }
+    let (group, kind) = r
+        .kind
+        .map(|k| (k.group.unwrap_or_default(), k.kind.unwrap_or_default()))
+        .unwrap_or_default();
+    let (user, groups) = r
+        .user_info
+        .map(|u| (u.username.unwrap_or_default(), u.groups.unwrap_or_default()))
+        .unwrap_or_default();
+    Some(Request {
+        api_version: api_version(review.api_version.as_deref()),
+        uid: r.uid,
+        kind: Kind::from_group_kind(&group, &kind),
+        kind_name: kind_name(&group, &kind),
+        namespace: r.namespace.unwrap_or_default(),
+        name: r.name.unwrap_or_default(),
+        operation: operation(r.operation.as_deref()),
+        sub_resource: r.sub_resource.unwrap_or_default(),
+        user,
+        groups,
+        dry_run: r.dry_run.unwrap_or(false),
+        object: r.object.map(RawValue::to_owned),
+        old_object: r.old_object.map(RawValue::to_owned),
+    })
+}
+
+fn api_version(sent: Option<&str>) -> String {
+    match sent {
+        Some(v @ "admission.k8s.io/v1beta1") => v.to_string(),
+        _ => "admission.k8s.io/v1".to_string(),
+    }
+}
+
+fn kind_name(group: &str, kind: &str) -> String {
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{group}/{kind}")
+    }
+}
+
+fn operation(sent: Option<&str>) -> Operation {
+    match sent {
+        Some("CREATE") => Operation::Create,
+        Some("UPDATE") => Operation::Update,
+        Some(other) => Operation::Other(other.to_string()),
+        None => Operation::Other(String::new()),
+    }
+}
+
+/// Any JSON body: every field but `request.uid` may be missing or of another type.
+fn parse_lenient(body: &[u8]) -> Result<Request, BadReview> {
     let mut review: Value =
         serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
-    let api_version = review
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .filter(|v| *v == "admission.k8s.io/v1beta1")
-        .unwrap_or("admission.k8s.io/v1")
-        .to_string();
+    let api_version = api_version(review.get("apiVersion").and_then(Value::as_str));
     let Some(request) = review.get_mut("request").and_then(Value::as_object_mut) else {
         return Err(BadReview::NoUid("no request object".into()));
     };
@@ -77,12 +186,7 @@ pub fn parse(body: &[u8]) -> Result<Request, BadReview> {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
     let group = text(request.get("kind").and_then(|k| k.get("group")));
     let kind = text(request.get("kind").and_then(|k| k.get("kind")));
-    let operation = match request.get("operation").and_then(Value::as_str) {
-        Some("CREATE") => Operation::Create,
-        Some("UPDATE") => Operation::Update,
-        Some(other) => Operation::Other(other.to_string()),
-        None => Operation::Other(String::new()),
-    };
+    let operation = operation(request.get("operation").and_then(Value::as_str));
     let user_info = request.get("userInfo");
     let groups = user_info
         .and_then(|u| u.get("groups"))
@@ -96,16 +200,12 @@ pub fn parse(body: &[u8]) -> Result<Request, BadReview> {
         .unwrap_or_default();
     let take = |request: &mut serde_json::Map<String, Value>, key: &str| match request.remove(key) {
         Some(Value::Null) | None => None,
-        Some(v) => Some(v),
+        Some(v) => serde_json::value::to_raw_value(&v).ok(),
     };
     Ok(Request {
         api_version,
         kind: Kind::from_group_kind(&group, &kind),
-        kind_name: if group.is_empty() {
-            kind.clone()
-        } else {
-            format!("{group}/{kind}")
-        },
+        kind_name: kind_name(&group, &kind),
         namespace: text(request.get("namespace")),
         name: text(request.get("name")),
         operation,
@@ -196,6 +296,38 @@ pub fn respond(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed fast path and the lenient path read the same request from every body the
+    /// typed one accepts.
+    #[test]
+    fn both_readers_agree() {
+        let bodies = [
+            r#"{"apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"a","kind":{"group":"","version":"v1","kind":"Service"},
+               "namespace":"ns","name":"n","operation":"UPDATE","subResource":"","userInfo":{"username":"u","groups":["g1","g2"]},
+               "dryRun":true,"object":{"b":[1,{"c":null}],"a":"x"},"oldObject":null,"extra":{"ignored":[1,2]}}}"#,
+            r#"{"request":{"uid":"b","operation":"DELETE","object":null}}"#,
+            r#"{"request":{"uid":"c","kind":{"group":"networking.istio.io","kind":"VirtualService"},"object":[1,2]}}"#,
+        ];
+        for body in bodies {
+            let mut typed = parse_typed(body.as_bytes()).expect("typed reader accepts it");
+            let mut lenient = parse_lenient(body.as_bytes()).expect("lenient reader accepts it");
+            // The objects are the same JSON (the lenient reader re-serialises with sorted keys).
+            let tree = |r: Option<Box<RawValue>>| {
+                r.map(|r| serde_json::from_str::<Value>(r.get()).unwrap())
+            };
+            assert_eq!(tree(typed.object.take()), tree(lenient.object.take()));
+            assert_eq!(
+                tree(typed.old_object.take()),
+                tree(lenient.old_object.take())
+            );
+            assert_eq!(format!("{typed:?}"), format!("{lenient:?}"));
+        }
+        // A field of another type is left to the lenient reader.
+        let odd = br#"{"request":{"uid":"d","dryRun":"yes","userInfo":{"groups":["g",3]}}}"#;
+        assert!(parse_typed(odd).is_none());
+        let r = parse(odd).unwrap();
+        assert_eq!((r.dry_run, r.groups), (false, vec!["g".to_string()]));
+    }
 
     #[test]
     fn uid_is_required() {

@@ -6,8 +6,9 @@ use super::{pass, screen, Context, Mode, Notes, ReferenceSeverity};
 use crate::index::Overlay;
 use crate::model::{Kind, Object};
 use crate::rules::{self, breaks, Finding, Scope, Severity};
+use serde_json::value::RawValue;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
     let kind = match screen(request, ctx) {
@@ -22,7 +23,7 @@ pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
             "expected request.object, found none".into(),
         );
     };
-    let object = match Object::parse_kind(kind, raw, &request.namespace) {
+    let object = match Object::parse_kind_raw(kind, raw, &request.namespace) {
         Ok(o) => o,
         Err(err) => {
             return deny_invalid(
@@ -56,7 +57,7 @@ pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
     if old_raw.is_some_and(|old| same_except_metadata(raw, old)) {
         return pass();
     }
-    let old = old_raw.and_then(|o| Object::parse_kind(kind, o, &request.namespace).ok());
+    let old = old_raw.and_then(|o| Object::parse_kind_raw(kind, o, &request.namespace).ok());
     let create = request.operation == Operation::Create;
 
     let mut deny: Vec<Finding> = Vec::new();
@@ -237,20 +238,46 @@ fn deny_invalid(
     }
 }
 
-/// An update that changes only `metadata` (or `status`) always passes.
-fn same_except_metadata(new: &Value, old: &Value) -> bool {
-    match (new.as_object(), old.as_object()) {
-        (Some(n), Some(o)) => {
-            let relevant = |m: &serde_json::Map<String, Value>| {
-                m.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status"))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<serde_json::Map<String, Value>>()
-            };
-            relevant(n) == relevant(o)
-        }
-        _ => false,
-    }
+/// An update that changes only `metadata` (or `status`) always passes. The API server writes
+/// both objects the same way, so equal text settles most fields without building trees; a field
+/// whose text differs is compared as JSON (key order does not matter).
+fn same_except_metadata(new: &RawValue, old: &RawValue) -> bool {
+    type Fields<'a> = BTreeMap<&'a str, &'a RawValue>;
+    let (Ok(n), Ok(o)) = (
+        serde_json::from_str::<Fields<'_>>(new.get()),
+        serde_json::from_str::<Fields<'_>>(old.get()),
+    ) else {
+        // Not objects, or keys with escapes: compare as trees.
+        return match (
+            serde_json::from_str::<Value>(new.get()),
+            serde_json::from_str::<Value>(old.get()),
+        ) {
+            (Ok(Value::Object(mut n)), Ok(Value::Object(mut o))) => {
+                for key in ["metadata", "status"] {
+                    n.remove(key);
+                    o.remove(key);
+                }
+                n == o
+            }
+            _ => false,
+        };
+    };
+    let relevant = |m: &Fields<'_>| {
+        m.keys()
+            .filter(|k| !matches!(**k, "metadata" | "status"))
+            .count()
+    };
+    relevant(&n) == relevant(&o)
+        && n.iter()
+            .filter(|(k, _)| !matches!(**k, "metadata" | "status"))
+            .all(|(k, v)| match o.get(k) {
+                Some(w) if v.get() == w.get() => true,
+                Some(w) => {
+                    let tree = |r: &RawValue| serde_json::from_str::<Value>(r.get()).ok();
+                    matches!((tree(v), tree(w)), (Some(a), Some(b)) if a == b)
+                }
+                None => false,
+            })
 }
 
 #[cfg(test)]
@@ -439,6 +466,21 @@ mod tests {
             &review("UPDATE", skipped, Some(vs_route("primary"))),
         );
         assert!(v.allowed && v.warnings[0].contains("skipped"));
+    }
+
+    #[test]
+    fn metadata_only_is_judged_on_json_not_text() {
+        let raw = |s: &str| serde_json::value::RawValue::from_string(s.to_string()).unwrap();
+        let old = raw(r#"{"metadata":{"name":"a"},"spec":{"x":1,"y":[1,2]},"status":{"s":1}}"#);
+        let reordered = raw(
+            r#"{"spec":{"y":[1,2],"x":1},"metadata":{"name":"a","labels":{"l":"1"}},"status":{"s":2}}"#,
+        );
+        let changed = raw(r#"{"metadata":{"name":"a"},"spec":{"x":2,"y":[1,2]}}"#);
+        let escaped = raw(r#"{"metadata":{"name":"a"},"sp\u0065c":{"x":1,"y":[1,2]}}"#);
+        assert!(same_except_metadata(&reordered, &old));
+        assert!(!same_except_metadata(&changed, &old));
+        assert!(same_except_metadata(&escaped, &old));
+        assert!(!same_except_metadata(&raw("[1]"), &old));
     }
 
     #[test]

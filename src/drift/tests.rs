@@ -271,6 +271,38 @@ fn create_takes_weights_from_the_status() {
     );
 }
 
+/// Found while hardening (issue 7): `100 - canary - additional` on a status read leniently
+/// overflowed (a panic in debug builds, a wrapped-around weight in release builds).
+#[test]
+fn create_with_out_of_range_status_weights_is_left_alone_with_a_reason() {
+    let request = vs(json!({"hosts": ["checkout"], "http": [http("primary", 100, 0)]}));
+    for (canary, additional) in [
+        (json!(i64::MIN), json!([])),
+        (
+            json!(20),
+            json!([{"weight": i64::MAX, "serviceName": "x"}, {"weight": i64::MAX, "serviceName": "y"}]),
+        ),
+        (json!(-5), json!([])),
+        (json!(150), json!([])),
+        (json!(60), json!([{"weight": 50, "serviceName": "x"}])),
+    ] {
+        let mut st = status(20);
+        st["canary"]["weights"]["canary"]["weight"] = canary.clone();
+        st["canary"]["weights"]["additional"] = additional.clone();
+        let index = world(&[rollout(
+            host_canary(json!({"name": "checkout", "routes": ["primary"]})),
+            st,
+        )]);
+        let m = run(Kind::VirtualService, &request, None, &index);
+        assert!(m.patch.is_empty(), "{canary} {additional}: {:?}", m.patch);
+        assert!(
+            m.warnings[0].contains("out of range"),
+            "{canary} {additional}: {:?}",
+            m.warnings
+        );
+    }
+}
+
 #[test]
 fn create_without_a_record_is_left_alone_with_a_reason() {
     let request = vs(json!({"hosts": ["checkout"], "http": [http("primary", 100, 0)]}));

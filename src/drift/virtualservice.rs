@@ -131,7 +131,7 @@ pub(super) fn restore(
 
 fn parse(raw: &Value, namespace: &str) -> Result<VirtualService, ()> {
     match crate::model::Object::parse_kind(Kind::VirtualService, raw, namespace) {
-        Ok(crate::model::Object::VirtualService(vs)) => Ok((*vs).clone()),
+        Ok(crate::model::Object::VirtualService(vs)) => Ok(Arc::unwrap_or_clone(vs)),
         _ => Err(()),
     }
 }
@@ -406,8 +406,30 @@ fn restore_from_status(
         };
         let roles = Roles::of(rollout);
         let canary = weights.canary.weight.unwrap_or(0);
-        let additional: i64 = weights.additional.iter().filter_map(|a| a.weight).sum();
-        let stable = (100 - canary - additional).max(0);
+        // Saturating: the status is read leniently and may hold any i64 (never a panic or a
+        // wrapped-around sum).
+        let additional = weights
+            .additional
+            .iter()
+            .filter_map(|a| a.weight)
+            .fold(0i64, i64::saturating_add);
+        let in_range = |w: i64| (0..=100).contains(&w);
+        if !in_range(canary)
+            || !weights
+                .additional
+                .iter()
+                .filter_map(|a| a.weight)
+                .all(in_range)
+            || canary.saturating_add(additional) > 100
+        {
+            notes.warn(format!(
+                "rollout-guard: weights of VirtualService {}/{} not restored: status.canary.weights of Rollout {}/{} \
+                 are out of range (canary {canary}, additional {additional}; expected 0..100 in total)",
+                key.namespace, key.name, rollout.meta.namespace, rollout.meta.name
+            ));
+            continue;
+        }
+        let stable = 100 - canary - additional;
         let dests = id.destinations(request, index).to_vec();
         let mut changed = false;
         for (k, d) in dests.iter().enumerate() {

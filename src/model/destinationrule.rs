@@ -1,7 +1,6 @@
-use super::object::{field, ParseError};
+use super::object::{field, Json, ParseError};
 use super::Meta;
 use serde::Deserialize;
-use serde_json::Value;
 
 /// A `networking.istio.io` DestinationRule: its host and the names of its subsets.
 #[derive(Debug, Clone, Default)]
@@ -25,7 +24,7 @@ struct RawSpec {
 }
 
 impl DestinationRule {
-    pub(crate) fn from_spec(meta: Meta, spec: &Value) -> Result<Self, ParseError> {
+    pub(crate) fn from_spec(meta: Meta, spec: Json<'_>) -> Result<Self, ParseError> {
         let raw: RawSpec = field("spec", spec)?;
         Ok(DestinationRule {
             meta,

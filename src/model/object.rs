@@ -1,6 +1,7 @@
 use super::meta::RawMeta;
 use super::{DestinationRule, Meta, Rollout, Service, VirtualService};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
@@ -178,19 +179,70 @@ impl Object {
                 format!("expected a {kind} object, found {}", describe(doc)),
             ));
         }
-        let meta: RawMeta = match doc.get("metadata") {
+        let part = |key: &str| doc.get(key).map(Json::Tree);
+        Self::from_parts(
+            kind,
+            part("metadata"),
+            part("spec"),
+            part("status"),
+            default_namespace,
+        )
+    }
+
+    /// Like [`Object::parse_kind`], straight from JSON text (an AdmissionReview's `object`):
+    /// fields the views do not keep are skipped without building a tree.
+    pub fn parse_kind_raw(
+        kind: Kind,
+        raw: &RawValue,
+        default_namespace: &str,
+    ) -> Result<Object, ParseError> {
+        #[derive(serde::Deserialize)]
+        struct Parts<'a> {
+            #[serde(borrow, default)]
+            metadata: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            spec: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            status: Option<&'a RawValue>,
+        }
+        // A struct also deserialises from a JSON array: only an object takes the fast path.
+        let is_object = raw.get().trim_start().starts_with('{');
+        let parts: Parts<'_> = match serde_json::from_str(raw.get()) {
+            Ok(p) if is_object => p,
+            // Not an object, or keys with escapes that cannot be borrowed: read it as a tree.
+            _ => {
+                let doc: Value = serde_json::from_str(raw.get())
+                    .map_err(|e| ParseError::new("", format!("expected JSON, found: {e}")))?;
+                return Self::parse_kind(kind, &doc, default_namespace);
+            }
+        };
+        fn text(p: Option<&RawValue>) -> Option<Json<'_>> {
+            p.filter(|r| r.get() != "null").map(Json::Text)
+        }
+        Self::from_parts(
+            kind,
+            text(parts.metadata),
+            text(parts.spec),
+            text(parts.status),
+            default_namespace,
+        )
+    }
+
+    fn from_parts(
+        kind: Kind,
+        metadata: Option<Json<'_>>,
+        spec: Option<Json<'_>>,
+        status: Option<Json<'_>>,
+        default_namespace: &str,
+    ) -> Result<Object, ParseError> {
+        let meta: RawMeta = match metadata {
             Some(m) => field("metadata", m)?,
             None => RawMeta::default(),
         };
         let meta = meta.into_meta(default_namespace);
-        let empty = Value::Null;
-        let spec = doc.get("spec").unwrap_or(&empty);
+        let spec = spec.unwrap_or(Json::Tree(&Value::Null));
         Ok(match kind {
-            Kind::Rollout => Object::Rollout(Arc::new(Rollout::from_parts(
-                meta,
-                spec,
-                doc.get("status"),
-            )?)),
+            Kind::Rollout => Object::Rollout(Arc::new(Rollout::from_parts(meta, spec, status)?)),
             Kind::VirtualService => {
                 Object::VirtualService(Arc::new(VirtualService::from_spec(meta, spec)?))
             }
@@ -223,12 +275,18 @@ impl ParseError {
 /// A `null` is read as an absent value.
 pub(crate) fn field<T: DeserializeOwned + Default>(
     prefix: &str,
-    value: &Value,
+    value: Json<'_>,
 ) -> Result<T, ParseError> {
-    if value.is_null() {
-        return Ok(T::default());
-    }
-    serde_path_to_error::deserialize(value).map_err(|err| {
+    let result = match value {
+        Json::Tree(Value::Null) => return Ok(T::default()),
+        Json::Tree(v) => serde_path_to_error::deserialize(v),
+        Json::Text(raw) if raw.get() == "null" => return Ok(T::default()),
+        Json::Text(raw) => {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            serde_path_to_error::deserialize(&mut de)
+        }
+    };
+    result.map_err(|err| {
         let inner = err.path().to_string();
         let path = match (prefix.is_empty(), inner.as_str()) {
             (_, ".") => prefix.to_string(),
@@ -236,8 +294,23 @@ pub(crate) fn field<T: DeserializeOwned + Default>(
             (false, p) if p.starts_with('[') => format!("{prefix}{p}"),
             (false, p) => format!("{prefix}.{p}"),
         };
-        ParseError::new(path, err.into_inner().to_string())
+        // Positions in the text of one field mean nothing to the writer: the path says where.
+        let message = err.into_inner().to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
+        ParseError::new(path, message)
     })
+}
+
+/// Where a part of an object comes from: a decoded tree (YAML, the kube API) or JSON text (an
+/// AdmissionReview body, read without building a tree).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Json<'a> {
+    Tree(&'a Value),
+    Text(&'a RawValue),
 }
 
 /// A short description of a JSON value for "found ..." messages.

@@ -1,10 +1,8 @@
 //! The fields of an Argo Rollout (`argoproj.io/v1alpha1`) that the rules and the drift guard read.
 
-use super::object::{field, lenient_int, ParseError};
+use super::object::{field, lenient_int, Json, ParseError};
 use super::Meta;
 use serde::Deserialize;
-use serde_json::Value;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 pub struct Rollout {
@@ -18,8 +16,8 @@ pub struct Rollout {
 impl Rollout {
     pub(crate) fn from_parts(
         meta: Meta,
-        spec: &Value,
-        status: Option<&Value>,
+        spec: Json<'_>,
+        status: Option<Json<'_>>,
     ) -> Result<Self, ParseError> {
         let spec: RolloutSpec = field("spec", spec)?;
         let status = match status {
@@ -61,7 +59,7 @@ impl Rollout {
             .unwrap_or_default()
     }
 
-    pub fn template_labels(&self) -> Option<&BTreeMap<String, String>> {
+    pub fn template_labels(&self) -> Option<&super::meta::Labels> {
         let t = self.spec.template.as_ref()?;
         t.metadata.as_ref().map(|m| &m.labels)
     }
@@ -95,7 +93,7 @@ pub struct PodTemplate {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct PodTemplateMeta {
-    pub labels: BTreeMap<String, String>,
+    pub labels: super::meta::Labels,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -196,10 +194,10 @@ pub struct DrRef {
 pub struct Step {
     #[serde(deserialize_with = "lenient_int::opt")]
     pub set_weight: Option<i64>,
-    pub set_canary_scale: Option<SetCanaryScale>,
-    pub set_header_route: Option<SetHeaderRoute>,
-    pub set_mirror_route: Option<SetMirrorRoute>,
-    pub experiment: Option<ExperimentStep>,
+    pub set_canary_scale: Option<Box<SetCanaryScale>>,
+    pub set_header_route: Option<Box<SetHeaderRoute>>,
+    pub set_mirror_route: Option<Box<SetMirrorRoute>>,
+    pub experiment: Option<Box<ExperimentStep>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

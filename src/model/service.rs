@@ -1,14 +1,13 @@
-use super::object::{field, ParseError};
+use super::object::{field, Json, ParseError};
 use super::Meta;
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A core/v1 Service: its selector is what the rules compare with a Rollout's pod template.
 #[derive(Debug, Clone, Default)]
 pub struct Service {
     pub meta: Meta,
-    pub selector: BTreeMap<String, String>,
+    pub selector: super::meta::Labels,
 }
 
 #[derive(Deserialize, Default)]
@@ -18,11 +17,11 @@ struct RawSpec {
 }
 
 impl Service {
-    pub(crate) fn from_spec(meta: Meta, spec: &Value) -> Result<Self, ParseError> {
+    pub(crate) fn from_spec(meta: Meta, spec: Json<'_>) -> Result<Self, ParseError> {
         let raw: RawSpec = field("spec", spec)?;
         Ok(Service {
             meta,
-            selector: raw.selector.unwrap_or_default(),
+            selector: raw.selector.map(Into::into).unwrap_or_default(),
         })
     }
 }

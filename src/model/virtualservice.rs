@@ -1,7 +1,6 @@
-use super::object::{field, lenient_int, ParseError};
+use super::object::{field, lenient_int, Json, ParseError};
 use super::Meta;
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// A `networking.istio.io` VirtualService: hosts and the routes with their destinations.
@@ -27,7 +26,7 @@ struct RawSpec {
 }
 
 impl VirtualService {
-    pub(crate) fn from_spec(meta: Meta, spec: &Value) -> Result<Self, ParseError> {
+    pub(crate) fn from_spec(meta: Meta, spec: Json<'_>) -> Result<Self, ParseError> {
         let raw: RawSpec = field("spec", spec)?;
         Ok(VirtualService {
             meta,

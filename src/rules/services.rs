@@ -36,7 +36,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
                 .selector
                 .iter()
                 .filter(|(k, _)| k.as_str() != POD_TEMPLATE_HASH)
-                .filter(|(k, v)| labels.get(*k) != Some(*v))
+                .filter(|(k, v)| labels.get(k) != Some(*v))
                 .map(|(k, v)| match labels.get(k) {
                     Some(have) => format!("{k}={v} (pod template has {k}={have})"),
                     None => format!("{k}={v} (pod template has no label {k})"),

@@ -76,17 +76,16 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         index: index.clone(),
         source: status.clone(),
     });
-    let admin_task = {
-        let stop = admin_stop.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(admin_listener, admin_app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the admin server failed");
-            }
-        })
-    };
+    // Plain HTTP/1.1 with the same header, idle and connection bounds as the webhooks.
+    let admin_task = tokio::spawn(https::serve_plain(
+        admin_listener,
+        admin_app,
+        https::ConnOptions {
+            drain_timeout: Duration::from_secs(2),
+            ..config.conn
+        },
+        admin_stop.clone(),
+    ));
     tracing::info!(addr = %admin_addr, "admin listener bound (/livez, /readyz, /metrics)");
 
     let listener = TcpListener::bind(config.listen)

@@ -6,6 +6,12 @@
 //! - A body over `max_body_bytes` gets 413: at once when `Content-Length` says so, otherwise as
 //!   soon as the streamed body passes the limit.
 //! - A body that does not arrive within `request_timeout` gets 408; one whose stream breaks, 400.
+//! - Memory: bodies being read and decided share a budget (`max_inflight_bytes`) that covers their
+//!   bytes and an estimate of their parsed JSON (a 7 MiB `[0,0,…]` decodes to about 120 MiB of
+//!   `serde_json::Value`s). A request takes its share before it grows (the declared length, then
+//!   each chunk, then the estimate before parsing) and gives it back when answered: one whose
+//!   estimate alone exceeds the budget gets 413; one that cannot get its share within
+//!   `request_timeout` gets 503.
 
 use crate::admission::{self, Context, Policy, Webhook};
 use crate::index::SharedIndex;
@@ -20,17 +26,28 @@ use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// About 7 MiB: an UPDATE review carries two objects of up to ~1.5 MiB each, JSON-escaped.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 /// Under the webhooks' `timeoutSeconds: 5`, leaving the API server time to read the answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(3500);
+/// Memory for the requests in flight (bodies and their parsed JSON, estimated): with the state
+/// of 50,000 objects and the runtime this stays well under the Deployment's 256 MiB limit.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 96 * 1024 * 1024;
 
-/// Bounds on one request.
+/// Estimated heap bytes per JSON value (a `serde_json::Value` is 32 bytes; arrays grow by
+/// doubling) and per object member (a `String` key, its value and the map's share).
+const VALUE_COST: usize = 48;
+const MEMBER_COST: usize = 128;
+
+/// Bounds on one request, and on all of them together.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Budget shared by the requests being read and decided (see the module docs).
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for Limits {
@@ -38,8 +55,30 @@ impl Default for Limits {
         Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
         }
     }
+}
+
+/// An upper estimate of the memory `body` takes once parsed, its own bytes included: every `,`,
+/// `[` and `{` may start a value and every `:` an object member (inside strings too, which only
+/// overestimates).
+pub fn decoded_estimate(body: &[u8]) -> usize {
+    let (mut values, mut members) = (0usize, 0usize);
+    for &b in body {
+        match b {
+            b',' | b'[' | b'{' => values += 1,
+            b':' => members += 1,
+            _ => {}
+        }
+    }
+    body.len()
+        .saturating_add(values.saturating_mul(VALUE_COST))
+        .saturating_add(members.saturating_mul(MEMBER_COST))
+}
+
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024)
 }
 
 /// What the handlers read.
@@ -52,6 +91,9 @@ struct Shared {
     status: Arc<SourceStatus>,
     metrics: Arc<Metrics>,
     limits: Limits,
+    /// The in-flight memory budget, in KiB.
+    budget: Semaphore,
+    budget_kib: usize,
 }
 
 impl AppState {
@@ -62,12 +104,15 @@ impl AppState {
         metrics: Arc<Metrics>,
         limits: Limits,
     ) -> Self {
+        let budget_kib = kib(limits.max_inflight_bytes).clamp(1, Semaphore::MAX_PERMITS);
         AppState(Arc::new(Shared {
             index,
             policy,
             status,
             metrics,
             limits,
+            budget: Semaphore::new(budget_kib),
+            budget_kib,
         }))
     }
 }
@@ -98,11 +143,54 @@ async fn not_found() -> Response {
 
 enum BodyError {
     TooLarge,
+    /// The body with its parsed JSON would take more than the whole budget.
+    TooComplex(usize),
     Timeout,
+    /// No room in the budget within the request timeout.
+    Busy,
     Broken(String),
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limits: Limits) -> Result<Bytes, BodyError> {
+/// A request's share of the in-flight memory budget, grown as the body arrives.
+struct Share<'a> {
+    budget: &'a Semaphore,
+    budget_kib: usize,
+    permit: Option<SemaphorePermit<'a>>,
+    kib: usize,
+    deadline: tokio::time::Instant,
+}
+
+impl<'a> Share<'a> {
+    /// Grows the share to cover `bytes`, waiting for room until the deadline.
+    async fn cover(&mut self, bytes: usize) -> Result<(), BodyError> {
+        let want = kib(bytes);
+        if want > self.budget_kib {
+            return Err(BodyError::TooComplex(bytes));
+        }
+        if want <= self.kib {
+            return Ok(());
+        }
+        let more = u32::try_from(want - self.kib).map_err(|_| BodyError::TooComplex(bytes))?;
+        let permit =
+            match tokio::time::timeout_at(self.deadline, self.budget.acquire_many(more)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) | Err(_) => return Err(BodyError::Busy),
+            };
+        match &mut self.permit {
+            Some(held) => held.merge(permit),
+            None => self.permit = Some(permit),
+        }
+        self.kib = want;
+        Ok(())
+    }
+}
+
+async fn read_body<'a>(
+    headers: &HeaderMap,
+    body: Body,
+    shared: &'a Shared,
+) -> Result<(Bytes, Share<'a>), BodyError> {
+    let limits = shared.limits;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -110,19 +198,43 @@ async fn read_body(headers: &HeaderMap, body: Body, limits: Limits) -> Result<By
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return Err(BodyError::TooLarge);
     }
-    let collect = Limited::new(body, limits.max_body_bytes).collect();
-    match tokio::time::timeout(limits.request_timeout, collect).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    let mut share = Share {
+        budget: &shared.budget,
+        budget_kib: shared.budget_kib,
+        permit: None,
+        kib: 0,
+        deadline,
+    };
+    let declared = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    share.cover(declared).await?;
+    let mut buf = Vec::with_capacity(declared);
+    let mut body = Limited::new(body, limits.max_body_bytes);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(BodyError::TooLarge)
+            }
+            Ok(Some(Err(e))) => return Err(BodyError::Broken(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            share.cover(buf.len().saturating_add(data.len())).await?;
+            buf.extend_from_slice(&data);
+        }
     }
+    // Before parsing: room for what the parsed JSON will take.
+    share.cover(decoded_estimate(&buf)).await?;
+    Ok((Bytes::from(buf), share))
 }
 
 async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let shared = &state.0;
-    let bytes = match read_body(headers, body, shared.limits).await {
+    // `_share` (the request's part of the memory budget) is given back once the reply is built.
+    let (bytes, _share) = match read_body(headers, body, shared).await {
         Ok(b) => b,
         Err(err) => return refuse(shared, webhook, err, started),
     };
@@ -177,6 +289,23 @@ fn refuse(shared: &Shared, webhook: Webhook, err: BodyError, started: Instant) -
                 limits.max_body_bytes
             ),
         ),
+        BodyError::TooComplex(bytes) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            DecisionLabel::TooLarge,
+            format!(
+                "request body too large to decode: about {} KiB with its parsed JSON, expected at most {} KiB",
+                kib(bytes),
+                shared.budget_kib
+            ),
+        ),
+        BodyError::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            DecisionLabel::Busy,
+            format!(
+                "too many large requests in flight: no memory for this one within {} ms; retry",
+                limits.request_timeout.as_millis()
+            ),
+        ),
         BodyError::Timeout => (
             StatusCode::REQUEST_TIMEOUT,
             DecisionLabel::Timeout,
@@ -209,4 +338,27 @@ fn text(status: StatusCode, body: String) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decoded_estimate_covers_what_serde_json_builds() {
+        assert_eq!(decoded_estimate(b""), 0);
+        assert_eq!(decoded_estimate(b"7"), 1);
+        // Two values in an array, one member in an object.
+        assert_eq!(decoded_estimate(b"[0,0]"), 5 + 2 * VALUE_COST);
+        assert_eq!(
+            decoded_estimate(br#"{"a":1}"#),
+            7 + VALUE_COST + MEMBER_COST
+        );
+        // 7 MiB of `0,` would be about 120 MiB of values: more than the default budget.
+        let zeros = "0,".repeat(7 * 1024 * 1024 / 2);
+        assert!(decoded_estimate(zeros.as_bytes()) > DEFAULT_MAX_INFLIGHT_BYTES);
+        // An ordinary review is a small share.
+        let review = br#"{"request":{"uid":"u","object":{"spec":{"hosts":["a","b"]}}}}"#;
+        assert!(decoded_estimate(review) < 2 * 1024);
+    }
 }

@@ -306,6 +306,20 @@ pub struct TlsServer {
 
 impl TlsServer {
     pub async fn start(files: tls::CertFiles, client_ca: Option<&Path>) -> TlsServer {
+        let conn = https::ConnOptions {
+            drain_timeout: Duration::from_secs(5),
+            ..https::ConnOptions::default()
+        };
+        TlsServer::start_with(files, client_ca, conn, router::Limits::default()).await
+    }
+
+    /// With the connection options and request limits given.
+    pub async fn start_with(
+        files: tls::CertFiles,
+        client_ca: Option<&Path>,
+        conn: https::ConnOptions,
+        limits: router::Limits,
+    ) -> TlsServer {
         let provider = provider();
         let metrics = Arc::new(Metrics::new());
         let (resolver, watcher) =
@@ -320,17 +334,14 @@ impl TlsServer {
             Policy::default(),
             loaded_status(),
             metrics.clone(),
-            router::Limits::default(),
+            limits,
         ));
         let shutdown = CancellationToken::new();
         let serving = tokio::spawn(https::serve(
             listener,
             Arc::new(config),
             app,
-            https::ConnOptions {
-                drain_timeout: Duration::from_secs(5),
-                ..https::ConnOptions::default()
-            },
+            conn,
             shutdown.clone(),
         ));
         TlsServer {
