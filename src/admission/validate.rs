@@ -7,7 +7,6 @@ use crate::index::Overlay;
 use crate::model::{Kind, Object};
 use crate::rules::{self, breaks, Finding, Scope, Severity};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
@@ -239,45 +238,24 @@ fn deny_invalid(
 }
 
 /// An update that changes only `metadata` (or `status`) always passes. The API server writes
-/// both objects the same way, so equal text settles most fields without building trees; a field
-/// whose text differs is compared as JSON (key order does not matter).
+/// both objects the same way, so the other fields are compared as text: a field whose text
+/// differs counts as changed (at worst a reordered field is judged in full, which the ratchet
+/// makes harmless), and no tree is built.
 fn same_except_metadata(new: &RawValue, old: &RawValue) -> bool {
     type Fields<'a> = BTreeMap<&'a str, &'a RawValue>;
     let (Ok(n), Ok(o)) = (
         serde_json::from_str::<Fields<'_>>(new.get()),
         serde_json::from_str::<Fields<'_>>(old.get()),
     ) else {
-        // Not objects, or keys with escapes: compare as trees.
-        return match (
-            serde_json::from_str::<Value>(new.get()),
-            serde_json::from_str::<Value>(old.get()),
-        ) {
-            (Ok(Value::Object(mut n)), Ok(Value::Object(mut o))) => {
-                for key in ["metadata", "status"] {
-                    n.remove(key);
-                    o.remove(key);
-                }
-                n == o
-            }
-            _ => false,
-        };
+        return false;
     };
-    let relevant = |m: &Fields<'_>| {
-        m.keys()
-            .filter(|k| !matches!(**k, "metadata" | "status"))
-            .count()
-    };
-    relevant(&n) == relevant(&o)
-        && n.iter()
+    fn relevant<'a>(m: &Fields<'a>) -> Vec<(&'a str, &'a str)> {
+        m.iter()
             .filter(|(k, _)| !matches!(**k, "metadata" | "status"))
-            .all(|(k, v)| match o.get(k) {
-                Some(w) if v.get() == w.get() => true,
-                Some(w) => {
-                    let tree = |r: &RawValue| serde_json::from_str::<Value>(r.get()).ok();
-                    matches!((tree(v), tree(w)), (Some(a), Some(b)) if a == b)
-                }
-                None => false,
-            })
+            .map(|(k, v)| (*k, v.get()))
+            .collect()
+    }
+    new.get().trim_start().starts_with('{') && relevant(&n) == relevant(&o)
 }
 
 #[cfg(test)]
@@ -469,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_only_is_judged_on_json_not_text() {
+    fn metadata_only_is_judged_on_the_text_of_the_other_fields() {
         let raw = |s: &str| serde_json::value::RawValue::from_string(s.to_string()).unwrap();
         let old = raw(r#"{"metadata":{"name":"a"},"spec":{"x":1,"y":[1,2]},"status":{"s":1}}"#);
         let reordered = raw(
@@ -477,9 +455,13 @@ mod tests {
         );
         let changed = raw(r#"{"metadata":{"name":"a"},"spec":{"x":2,"y":[1,2]}}"#);
         let escaped = raw(r#"{"metadata":{"name":"a"},"sp\u0065c":{"x":1,"y":[1,2]}}"#);
-        assert!(same_except_metadata(&reordered, &old));
+        let relabelled =
+            raw(r#"{"metadata":{"name":"a","labels":{"l":"1"}},"spec":{"x":1,"y":[1,2]}}"#);
+        assert!(same_except_metadata(&relabelled, &old));
         assert!(!same_except_metadata(&changed, &old));
-        assert!(same_except_metadata(&escaped, &old));
+        // Differing text is a change, even where the JSON is equal: judged in full, never skipped.
+        assert!(!same_except_metadata(&reordered, &old));
+        assert!(!same_except_metadata(&escaped, &old));
         assert!(!same_except_metadata(&raw("[1]"), &old));
     }
 

@@ -277,10 +277,20 @@ pub(crate) fn field<T: DeserializeOwned + Default>(
     prefix: &str,
     value: Json<'_>,
 ) -> Result<T, ParseError> {
-    let result = match value {
+    // Plain deserialisation first: tracking the path of every token (including the ones that
+    // are skipped, such as managedFields) costs more than the parse itself, and is only needed
+    // to explain an error.
+    let plain = match value {
         Json::Tree(Value::Null) => return Ok(T::default()),
-        Json::Tree(v) => serde_path_to_error::deserialize(v),
+        Json::Tree(v) => T::deserialize(v),
         Json::Text(raw) if raw.get() == "null" => return Ok(T::default()),
+        Json::Text(raw) => serde_json::from_str(raw.get()),
+    };
+    if let Ok(parsed) = plain {
+        return Ok(parsed);
+    }
+    let result = match value {
+        Json::Tree(v) => serde_path_to_error::deserialize(v),
         Json::Text(raw) => {
             let mut de = serde_json::Deserializer::from_str(raw.get());
             serde_path_to_error::deserialize(&mut de)
