@@ -27,7 +27,9 @@ OUT=$TARGET_DIR/soak
 DOC=${SOAK_DOC:-BENCHMARKS.md}
 BIN=$TARGET_DIR/release/rollout-guard
 
-if pgrep -f 'loadgen|footprint|criterion|scripts/bench.sh' >/dev/null; then
+# Not at the same time as `make bench` (2 cores: each would skew the other's figures).
+BENCH_PROCS='loadgen|footprint|criterion|scripts/bench.sh'
+if pgrep -f "$BENCH_PROCS" >/dev/null; then
     echo "soak: benchmarks are running on this machine; run the soak when they are done" >&2
     exit 1
 fi
@@ -35,6 +37,10 @@ fi
 echo "== building (release binary, gen_state, loadgen)"
 $CARGO build --release --bin rollout-guard --example gen_state
 $CARGO bench --no-run --bench loadgen
+if pgrep -f "$BENCH_PROCS" >/dev/null; then
+    echo "soak: benchmarks started meanwhile; run the soak when they are done" >&2
+    exit 1
+fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

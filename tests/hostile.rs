@@ -380,26 +380,34 @@ async fn deeply_nested_input_is_refused_without_a_stack_overflow() {
         }
     }
 
-    // Nested 100 deep inside a review with a uid: it is read, the object is not (200 each).
-    let object = format!(
-        r#"{{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{{"name":"deep","namespace":"shop"}},"spec":{{"hosts":{}"x"{}}}}}"#,
-        "[".repeat(100),
-        "]".repeat(100)
-    );
-    let a = post("/validate", review_with_object(&object)).await;
-    assert_eq!(a.status, 200);
-    let r = &a.json()["response"];
-    assert_eq!(
-        (r["uid"].as_str(), r["allowed"].as_bool()),
-        (Some("deep-1"), Some(false))
-    );
-    assert!(r["status"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("cannot be read"));
-    let a = post("/mutate", review_with_object(&object)).await;
-    assert_eq!(a.status, 200);
-    assert_eq!(a.json()["response"]["allowed"], true);
+    // Balanced nesting inside the object of a review with a uid, 100 and 100,000 deep: the
+    // review is read, the object is not (200: denied on /validate, allowed on /mutate).
+    for depth in [100, 100_000] {
+        let object = format!(
+            r#"{{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{{"name":"deep","namespace":"shop"}},"spec":{{"hosts":{}"x"{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let a = post("/validate", review_with_object(&object)).await;
+        assert_eq!(
+            a.status,
+            200,
+            "{depth}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        let r = &a.json()["response"];
+        assert_eq!(
+            (r["uid"].as_str(), r["allowed"].as_bool()),
+            (Some("deep-1"), Some(false))
+        );
+        assert!(r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be read"));
+        let a = post("/mutate", review_with_object(&object)).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.json()["response"]["allowed"], true);
+    }
 
     served(&pki, server.addr).await;
     server.stop().await;

@@ -55,10 +55,16 @@ fn check(data: &[u8], ctx: &Context<'_>) {
             continue;
         }
         let out: Value = serde_json::from_slice(&reply.body).expect("a 200 answer is JSON");
-        let request: Value =
-            serde_json::from_slice(data).expect("a 200 answer means the body was JSON");
-        assert_eq!(out["response"]["uid"], request["request"]["uid"]);
         assert!(out["response"]["allowed"].is_boolean());
+        let Ok(request) = serde_json::from_slice::<Value>(data) else {
+            // The typed reader skips the fields it does not use without validating them
+            // (invalid UTF-8 there is not looked at); the answer must still carry a uid.
+            assert!(out["response"]["uid"]
+                .as_str()
+                .is_some_and(|u| !u.is_empty()));
+            continue;
+        };
+        assert_eq!(out["response"]["uid"], request["request"]["uid"]);
         if let Some(patch) = out["response"]["patch"].as_str() {
             use base64::Engine;
             assert_eq!(webhook, Webhook::Mutate, "only /mutate patches");
