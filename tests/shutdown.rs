@@ -96,14 +96,22 @@ fn sigterm(pid: u32) {
     assert!(status.success());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_in_flight_requests_and_exits_0() {
+/// The real binary serving examples/manifests on free ports, ready.
+struct Ready {
+    pki: Pki,
+    _dir: tempfile::TempDir,
+    server: Server,
+    admin: std::net::SocketAddr,
+    https: std::net::SocketAddr,
+}
+
+async fn ready_server() -> Ready {
     let pki = Pki::new("test CA");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     pki.server(&["localhost"]).write(&cert, &key);
     let manifests = common::repo("examples/manifests");
-    let mut server = Server::start(&[
+    let server = Server::start(&[
         "--source=files",
         &format!("--manifests={}", manifests.display()),
         &format!("--tls-cert={}", cert.display()),
@@ -118,6 +126,24 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
         get(admin, "/readyz").await.is_ok_and(|a| a.status == 200)
     })
     .await;
+    Ready {
+        pki,
+        _dir: dir,
+        server,
+        admin,
+        https,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let Ready {
+        pki,
+        _dir,
+        mut server,
+        admin,
+        https,
+    } = ready_server().await;
     assert_eq!(get(admin, "/livez").await.unwrap().status, 200);
     let metrics = get(admin, "/metrics").await.unwrap();
     let metrics = String::from_utf8_lossy(&metrics.body);
@@ -286,26 +312,13 @@ async fn load_client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_completes_every_accepted_request_and_exits_0() {
-    let pki = Pki::new("test CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    pki.server(&["localhost"]).write(&cert, &key);
-    let manifests = common::repo("examples/manifests");
-    let mut server = Server::start(&[
-        "--source=files",
-        &format!("--manifests={}", manifests.display()),
-        &format!("--tls-cert={}", cert.display()),
-        &format!("--tls-key={}", key.display()),
-        "--listen=127.0.0.1:0",
-        "--admin-listen=127.0.0.1:0",
-        "--request-timeout=20s",
-    ]);
-    let admin = server.addr("admin listener bound");
-    let https = server.addr("HTTPS listener bound");
-    eventually(STEP, "/readyz 200", || async {
-        get(admin, "/readyz").await.is_ok_and(|a| a.status == 200)
-    })
-    .await;
+    let Ready {
+        pki,
+        _dir,
+        mut server,
+        admin: _,
+        https,
+    } = ready_server().await;
 
     const CLIENTS: usize = 8;
     let c = default_connector(&pki);
