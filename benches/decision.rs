@@ -186,8 +186,8 @@ fn report(rows: &[Row], index_build: &[(usize, usize, Duration)], calls: usize) 
          Bodies are what the API server sends for a GitOps writer (Argo CD's service account): \
          objects with `managedFields`, UPDATEs with both objects. criterion: mean and median \
          (1 s warm-up, 2 s measurement, 50 samples); p50/p99/p99.9/max: {calls} individually timed \
-         calls after a warm-up. \"of which parse\" is `review::parse` alone (the body's JSON into a \
-         tree), p50."
+         calls after a warm-up. \"of which parse\" is `review::parse` alone (typed reading, objects kept \
+         as raw JSON), p50."
     ));
     s.line("");
     s.line("| apps (objects) | request | body KiB | answer | crit. mean µs | crit. median µs | p50 µs | p99 µs | p99.9 µs | max µs | of which parse µs |");
