@@ -222,6 +222,19 @@ expect_eq "(j) the watch reconnects and the state is fresh again" "0" metric rol
 expect_eq "(j) ... and the breaking review is denied again" "False" \
   sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$renamed_vs' '$live_vs' | post validate | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"response\"][\"allowed\"])'"
 
+# --- (k) --namespace limits what is watched ------------------------------------------------------
+SCOPED_PORT=$(free_port); SCOPED_ADMIN=$(free_port)
+KUBECONFIG=$W/webhook.kubeconfig "$BIN" serve --source kube --namespace other-team \
+  --listen 127.0.0.1:$SCOPED_PORT --admin-listen 127.0.0.1:$SCOPED_ADMIN \
+  --tls-cert "$W/certs/tls.crt" --tls-key "$W/certs/tls.key" >>"$W/scoped.log" 2>&1 &
+SCOPED_PID=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$SCOPED_ADMIN/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+expect_eq "(k) a server watching only other-team is ready and has none of shop's Rollouts" "0" \
+  sh -c "curl -s http://127.0.0.1:$SCOPED_ADMIN/metrics | awk '\$1==\"rollout_guard_index_objects{kind=\\\"Rollout\\\"}\" {print \$2}'"
+expect_eq "(k) ... so it does not judge shop's breaking VirtualService change" "True" \
+  sh -c "$(declare -f review); review UPDATE '$renamed_vs' '$live_vs' | curl -s --cacert '$W/certs/ca.crt' -H 'Content-Type: application/json' --data @- https://127.0.0.1:$SCOPED_PORT/validate | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"response\"][\"allowed\"])'"
+kill -TERM "$SCOPED_PID"; wait "$SCOPED_PID" 2>/dev/null
+
 # --- (i) with the webhook stopped: validation fails closed, mutation fails open ------------------
 stop_server
 expect_fail "(i) a VirtualService write fails closed while the webhook is down" "failed calling webhook" \
