@@ -183,6 +183,27 @@ fn contested(
     true
 }
 
+/// The managed weighted routes of `vs`, each with its index in `vs` and its one owner. A route
+/// two Rollouts claim gets a warning and is left out.
+fn owned_routes<'a>(
+    key: &ObjectKey,
+    vs: &VirtualService,
+    rollouts: &'a [Arc<Rollout>],
+    notes: &mut Notes,
+) -> Vec<(RouteId, usize, &'a Arc<Rollout>)> {
+    let mut out = Vec::new();
+    for (id, owners) in claims(key, vs, rollouts) {
+        let Some(index) = id.find(vs) else {
+            continue;
+        };
+        if contested(key, &id, index, &owners, notes) {
+            continue;
+        }
+        out.push((id, index, owners[0]));
+    }
+    out
+}
+
 fn route_path(id: &RouteId, index: usize) -> Vec<Step> {
     at!["spec", id.section(), index, "route"].to_vec()
 }
@@ -196,16 +217,10 @@ fn restore_from_live(
     patcher: &mut Patcher,
     notes: &mut Notes,
 ) {
-    for (id, owners) in claims(key, live, rollouts) {
-        let Some(live_index) = id.find(live) else {
-            continue;
-        };
-        if contested(key, &id, live_index, &owners, notes) {
-            continue;
-        }
+    for (id, live_index, rollout) in owned_routes(key, live, rollouts, notes) {
         let claim = Claim {
-            rollout: owners[0].clone(),
-            roles: Roles::of(owners[0]),
+            rollout: rollout.clone(),
+            roles: Roles::of(rollout),
         };
         let Ok(request) = parse(patcher.doc(), &key.namespace) else {
             return;
@@ -376,14 +391,7 @@ fn restore_from_status(
     patcher: &mut Patcher,
     notes: &mut Notes,
 ) {
-    for (id, owners) in claims(key, request, rollouts) {
-        let Some(index) = id.find(request) else {
-            continue;
-        };
-        if contested(key, &id, index, &owners, notes) {
-            continue;
-        }
-        let rollout = owners[0];
+    for (id, index, rollout) in owned_routes(key, request, rollouts, notes) {
         let weights = match &rollout.status {
             Err(err) => {
                 notes.warn(format!(
