@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Builds the real peers of the end-to-end tests on a current Kubernetes (tests/e2e/real.sh) from
-# the Go modules pinned in tests/e2e/tools/, once, into a cache folder named after a hash of those
-# pins, so later runs reuse them and a bump of a pin rebuilds:
+# the Go modules pinned in tests/e2e/tools/, once, into a cache: each binary is kept under a hash
+# of what it is built from (its module's go.mod and go.sum, our own sources, version stamps), so
+# later runs reuse it and a bump of a pin rebuilds only what it touches:
 #
 #   kube-apiserver         k8s.io/kubernetes v1.34.1 (tests/e2e/tools/go.mod)
 #   etcd                   go.etcd.io/etcd/server/v3 v3.6.4 (tests/e2e/tools/etcd/go.mod)
 #   rollouts-controller    github.com/argoproj/argo-rollouts v1.9.1 cmd/rollouts-controller
 #   kubectl-argo-rollouts  the same module, cmd/kubectl-argo-rollouts (the kubectl plugin)
 #   rs-ready               tests/e2e/tools/cmd/rs-ready (stands in for kubelets: ReplicaSets ready)
+#   gitops-sync            tests/e2e/tools/gitops: Argo CD's sync engine (gitops-engine, the version
+#                          Argo CD v3.2.0 uses) applying a folder once, as Argo CD does
 #
 #   scripts/build-e2e-tools.sh [--print-dir] [NAME...]    builds NAME... (default: all)
 #
 #   --print-dir   only print the bin folder the pins map to (nothing is built)
 #   ROLLOUT_GUARD_KUBE_CACHE   cache root (default ~/.cache/rollout-guard-kube), shared with
-#                              scripts/kube-up.sh; binaries go to $CACHE/tools-HASH/bin
+#                              scripts/kube-up.sh; builds in $CACHE/tools/NAME-HASH, linked into
+#                              the bin folder $CACHE/tools/bin-HASH (HASH of all of them)
 #
-# Prints the bin folder on stdout; progress and build logs go to stderr and $CACHE/tools-HASH/.
+# Prints the bin folder on stdout; progress goes to stderr, build logs to $CACHE/tools/.
 # Needs Go >= 1.24 (the modules' go lines) and the Go module proxy; the first build downloads about
 # 1 GB of modules into the Go module cache and takes several minutes on 2 cores (built with nice).
 set -euo pipefail
@@ -24,7 +28,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HOME=${HOME:-/root}
 CACHE=${ROLLOUT_GUARD_KUBE_CACHE:-$HOME/.cache/rollout-guard-kube}
 TOOLS=$ROOT/tests/e2e/tools
-ALL=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready)
+ALL=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready gitops-sync)
 PRINT_DIR=0
 WANT=()
 
@@ -50,13 +54,6 @@ AR_LD="-X github.com/argoproj/argo-rollouts/utils/version.version=1.9.1"
 AR_LD+=" -X github.com/argoproj/argo-rollouts/utils/version.gitTag=v1.9.1"
 AR_LD+=" -X github.com/argoproj/argo-rollouts/utils/version.gitCommit=b6bd3bcf8f60d717a98763d26acc983db7f97cb0"
 AR_LD+=" -X github.com/argoproj/argo-rollouts/utils/version.gitTreeState=clean"
-# The pins, our own sources and the version stamps decide the folder.
-HASH=$( (cat "$TOOLS/go.mod" "$TOOLS/go.sum" "$TOOLS/etcd/go.mod" "$TOOLS/etcd/go.sum" "$TOOLS"/cmd/*/*.go
-  echo "$K8S_LD $AR_LD") | sha256sum | cut -c1-12)
-OUT=$CACHE/tools-$HASH
-BIN=$OUT/bin
-if [ $PRINT_DIR -eq 1 ]; then echo "$BIN"; exit 0; fi
-
 spec() {
   case $1 in
     kube-apiserver) echo "$TOOLS|k8s.io/kubernetes/cmd/kube-apiserver|$K8S_LD" ;;
@@ -64,9 +61,22 @@ spec() {
     rollouts-controller) echo "$TOOLS|github.com/argoproj/argo-rollouts/cmd/rollouts-controller|$AR_LD" ;;
     kubectl-argo-rollouts) echo "$TOOLS|github.com/argoproj/argo-rollouts/cmd/kubectl-argo-rollouts|$AR_LD" ;;
     rs-ready) echo "$TOOLS|./cmd/rs-ready|" ;;
+    gitops-sync) echo "$TOOLS/gitops|.|" ;;
     *) die "unknown tool '$1' (one of: ${ALL[*]})" ;;
   esac
 }
+# tool_hash NAME: what the binary is built from: its module's pins, the package's own files when
+# they are ours (a relative package), the flags.
+tool_hash() {
+  local dir pkg ldflags
+  IFS='|' read -r dir pkg ldflags <<<"$(spec "$1")"
+  (cat "$dir/go.mod" "$dir/go.sum"
+    case $pkg in ./* | .) cat "$dir/$pkg"/*.go ;; esac
+    echo "$1 $pkg $ldflags") | sha256sum | cut -c1-12
+}
+OUT=$CACHE/tools
+BIN=$OUT/bin-$(for t in "${ALL[@]}"; do tool_hash "$t"; done | sha256sum | cut -c1-12)
+if [ $PRINT_DIR -eq 1 ]; then echo "$BIN"; exit 0; fi
 
 command -v go >/dev/null || die "Go is not installed (need Go >= 1.24; Debian bookworm's golang-go is too old)"
 gover=$(go env GOVERSION)
@@ -80,16 +90,19 @@ flock -n 9 || { log "waiting for another build-e2e-tools.sh to finish"; flock 9;
 for name in "${WANT[@]}"; do
   IFS='|' read -r dir pkg ldflags <<<"$(spec "$name")"
   [ -x "$BIN/$name" ] && continue
+  built=$OUT/$name-$(tool_hash "$name")
+  if [ -x "$built" ]; then ln -f "$built" "$BIN/$name"; continue; fi
   log "building $name from $pkg (once; log: $OUT/$name.build.log)"
   start=$SECONDS
   # -mod=mod: go.sum is complete, so nothing changes; it only spares an error on a Go whose
   # module graph pruning wants one more line. GOTOOLCHAIN=local: never fetch another Go.
   if ! (cd "$dir" && nice -n 15 env GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0 \
-    go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$pkg") >"$OUT/$name.build.log" 2>&1; then
+    go build -trimpath -ldflags "-s -w $ldflags" -o "$built.tmp" "$pkg") >"$OUT/$name.build.log" 2>&1; then
     tail -n 20 "$OUT/$name.build.log" >&2
     die "building $name failed; full log: $OUT/$name.build.log"
   fi
-  mv "$BIN/$name.tmp" "$BIN/$name"
+  mv "$built.tmp" "$built"
+  ln -f "$built" "$BIN/$name"
   log "built $name in $((SECONDS - start)) s"
 done
 flock -u 9
