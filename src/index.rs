@@ -1,12 +1,17 @@
 //! The in-memory index: objects by key plus reverse references from each VirtualService,
 //! DestinationRule and Service to the Rollouts that name it, so that a write to any of them
 //! finds its Rollouts without a scan.
+//!
+//! The maps are persistent (structure-shared): cloning an index is O(1) and a change copies only
+//! the path to what it touches. That is what lets [`SharedIndex`] publish a new immutable snapshot
+//! per watch event while decisions keep reading the one they started with.
 
 use crate::model::{DestinationRule, Kind, Object, ObjectKey, Rollout, Service, VirtualService};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use arc_swap::ArcSwap;
+use imbl::HashMap;
+use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Index {
     objects: HashMap<ObjectKey, Object>,
     referenced_by: HashMap<ObjectKey, Vec<ObjectKey>>,
@@ -196,6 +201,16 @@ impl Lookup for Index {
     }
 }
 
+impl<L: Lookup + ?Sized> Lookup for Arc<L> {
+    fn object(&self, key: &ObjectKey) -> Option<Object> {
+        (**self).object(key)
+    }
+
+    fn rollouts_referencing(&self, key: &ObjectKey) -> Vec<ObjectKey> {
+        (**self).rollouts_referencing(key)
+    }
+}
+
 /// The index as it would be with one object written (`Some`) or deleted (`None`): how a request
 /// is judged before it is stored.
 pub struct Overlay<'a, L: Lookup + ?Sized> {
@@ -228,31 +243,54 @@ impl<L: Lookup + ?Sized> Lookup for Overlay<'_, L> {
     }
 }
 
-/// The index shared by the sources (writers) and the admission handlers (readers). Writers hold
-/// the lock for one object at a time; a whole reload builds a new index outside the lock.
+/// The index shared by the sources (writers) and the admission handlers (readers).
+///
+/// Readers take an immutable [`snapshot`](SharedIndex::snapshot) (an `Arc` load, no lock) and
+/// decide on it for as long as they like; writers build the next version from the current one and
+/// publish it. Writers are serialised among themselves by a mutex that no reader ever touches, so
+/// no request waits for a watch event and no watch event waits for a request.
 #[derive(Debug, Clone, Default)]
-pub struct SharedIndex(Arc<RwLock<Index>>);
+pub struct SharedIndex(Arc<Published>);
+
+#[derive(Debug, Default)]
+struct Published {
+    current: ArcSwap<Index>,
+    writers: Mutex<()>,
+}
 
 impl SharedIndex {
     pub fn new(index: Index) -> Self {
-        SharedIndex(Arc::new(RwLock::new(index)))
+        SharedIndex(Arc::new(Published {
+            current: ArcSwap::from_pointee(index),
+            writers: Mutex::new(()),
+        }))
     }
 
-    pub fn read(&self) -> RwLockReadGuard<'_, Index> {
-        self.0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The index as it is now; later writes do not change it.
+    pub fn snapshot(&self) -> Arc<Index> {
+        self.0.current.load_full()
     }
 
-    pub fn write(&self) -> RwLockWriteGuard<'_, Index> {
-        self.0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Applies one change and publishes the result as the new snapshot.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Index) -> R) -> R {
+        let _writer = self
+            .0
+            .writers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = Index::clone(&self.0.current.load());
+        let result = change(&mut next);
+        self.0.current.store(Arc::new(next));
+        result
     }
 
     pub fn replace(&self, index: Index) {
-        let old = std::mem::replace(&mut *self.write(), index);
-        drop(old);
+        let _writer = self
+            .0
+            .writers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.0.current.store(Arc::new(index));
     }
 }
 
@@ -314,6 +352,20 @@ mod tests {
         index.replace_scope(Kind::Service, None, vec![]);
         assert_eq!(index.count(Kind::Service), 0);
         assert_eq!(index.count(Kind::Rollout), 1);
+    }
+
+    #[test]
+    fn a_snapshot_does_not_see_later_writes() {
+        let shared = SharedIndex::new(Index::from_objects([rollout("vs1")]));
+        let before = shared.snapshot();
+        let r = ObjectKey::new(Kind::Rollout, "ns", "r");
+        shared.update(|index| index.remove(&r));
+        assert!(before.object(&r).is_some());
+        assert!(shared.snapshot().object(&r).is_none());
+        shared.update(|index| index.upsert(rollout("vs2")));
+        let vs2 = ObjectKey::new(Kind::VirtualService, "ns", "vs2");
+        assert_eq!(shared.snapshot().rollouts_referencing(&vs2), vec![r]);
+        assert!(before.rollouts_referencing(&vs2).is_empty());
     }
 
     #[test]

@@ -421,7 +421,10 @@ async fn requests_are_counted() {
     ] {
         send(router.clone(), post(path, fixture(name))).await;
     }
-    let text = metrics.encode(&common::example_index().read(), &common::loaded_status());
+    let text = metrics.encode(
+        &common::example_index().snapshot(),
+        &common::loaded_status(),
+    );
     for line in [
         r#"rollout_guard_admission_requests_total{webhook="validate",kind="Rollout",operation="CREATE",decision="denied"} 1"#,
         r#"rollout_guard_admission_requests_total{webhook="mutate",kind="VirtualService",operation="UPDATE",decision="patched"} 1"#,

@@ -1,6 +1,7 @@
 //! Admission: an AdmissionReview body in, an AdmissionReview body out. Pure: the decision depends
 //! only on the request, the index and the policy; the HTTP layer only translates.
 
+pub mod confirm;
 pub mod mutate;
 pub mod review;
 pub mod validate;

@@ -109,7 +109,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 
 async fn metrics_text(State(state): State<AdminState>) -> Response {
     let body = {
-        let index = state.index.read();
+        let index = state.index.snapshot();
         state.metrics.encode(&index, &state.source)
     };
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()

@@ -239,7 +239,7 @@ async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Bo
         Err(err) => return refuse(shared, webhook, err, started),
     };
     let reply = {
-        let index = shared.index.read();
+        let index = shared.index.snapshot();
         let ctx = Context {
             index: &*index,
             policy: &shared.policy,

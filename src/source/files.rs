@@ -438,9 +438,9 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "never loaded");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(has(&index.read(), "a"));
+        assert!(has(&index.snapshot(), "a"));
         std::fs::write(dir.path().join("b.yaml"), service("b")).unwrap();
-        while !has(&index.read(), "b") {
+        while !has(&index.snapshot(), "b") {
             assert!(std::time::Instant::now() < deadline, "change not seen");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

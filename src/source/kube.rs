@@ -157,9 +157,9 @@ impl Feed {
                 Ok(Event::InitDone) => {
                     let objects = std::mem::take(&mut buffer);
                     let count = objects.len();
-                    self.index
-                        .write()
-                        .replace_scope(self.kind, self.namespace.as_deref(), objects);
+                    self.index.update(|index| {
+                        index.replace_scope(self.kind, self.namespace.as_deref(), objects)
+                    });
                     self.status.set_healthy(&name);
                     tracing::info!(feed = %name, objects = count, "listed");
                     if !listed_once {
@@ -178,8 +178,8 @@ impl Feed {
                         o.metadata.name.as_deref().unwrap_or_default(),
                     );
                     match self.convert(o) {
-                        Some(object) => self.index.write().upsert(object),
-                        None => self.index.write().remove(&key),
+                        Some(object) => self.index.update(|index| index.upsert(object)),
+                        None => self.index.update(|index| index.remove(&key)),
                     };
                 }
                 Ok(Event::Delete(o)) => {
@@ -187,8 +187,7 @@ impl Feed {
                     let ns = o.metadata.namespace.clone().unwrap_or_default();
                     let obj_name = o.metadata.name.clone().unwrap_or_default();
                     self.index
-                        .write()
-                        .remove(&ObjectKey::new(self.kind, &ns, &obj_name));
+                        .update(|index| index.remove(&ObjectKey::new(self.kind, &ns, &obj_name)));
                 }
                 Err(err) => {
                     self.status.set_broken(&name);

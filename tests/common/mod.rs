@@ -355,7 +355,7 @@ impl TlsServer {
     }
 
     pub fn metrics_text(&self) -> String {
-        let index = self.index.read();
+        let index = self.index.snapshot();
         self.metrics
             .encode(&index, &SourceStatus::new(Duration::from_secs(60)))
     }
