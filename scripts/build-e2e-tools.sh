@@ -9,6 +9,7 @@
 #   rollouts-controller    github.com/argoproj/argo-rollouts v1.9.1 cmd/rollouts-controller
 #   kubectl-argo-rollouts  the same module, cmd/kubectl-argo-rollouts (the kubectl plugin)
 #   rs-ready               tests/e2e/tools/cmd/rs-ready (stands in for kubelets: ReplicaSets ready)
+#   vs-watch               tests/e2e/tools/cmd/vs-watch (records every stored version of a VirtualService)
 #   gitops-sync            tests/e2e/tools/gitops: Argo CD's sync engine (gitops-engine, the version
 #                          Argo CD v3.2.0 uses) applying a folder once, as Argo CD does
 #
@@ -28,7 +29,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HOME=${HOME:-/root}
 CACHE=${ROLLOUT_GUARD_KUBE_CACHE:-$HOME/.cache/rollout-guard-kube}
 TOOLS=$ROOT/tests/e2e/tools
-ALL=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready gitops-sync)
+ALL=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync)
 PRINT_DIR=0
 WANT=()
 
@@ -61,6 +62,7 @@ spec() {
     rollouts-controller) echo "$TOOLS|github.com/argoproj/argo-rollouts/cmd/rollouts-controller|$AR_LD" ;;
     kubectl-argo-rollouts) echo "$TOOLS|github.com/argoproj/argo-rollouts/cmd/kubectl-argo-rollouts|$AR_LD" ;;
     rs-ready) echo "$TOOLS|./cmd/rs-ready|" ;;
+    vs-watch) echo "$TOOLS|./cmd/vs-watch|" ;;
     gitops-sync) echo "$TOOLS/gitops|.|" ;;
     *) die "unknown tool '$1' (one of: ${ALL[*]})" ;;
   esac
