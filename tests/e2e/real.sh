@@ -408,7 +408,7 @@ EOF
 rename_case() {  # rename_case LABEL ROLLOUT VS APP PENDING_IF_FAILS
   local label=$1 ro=$2 vs=$3 app=$4 pending=$5 d=$W/git/$4
   app_manifests "$d/v1" "$ro" "$vs" one "$app"
-  if ! "$TB/gitops-sync" --kubeconfig "$W/gitops.kubeconfig" --namespace shop "$d/v1" >"$W/out/last" 2>&1; then
+  if ! "$TB/gitops-sync" --kubeconfig "$W/gitops.kubeconfig" --namespace shop "$d/v1" >"$W/out/last" 2>"$W/out/last.err"; then
     fail "(e) $label: the first sync failed"; indent "$W/out/last"; return
   fi
   if ! poll "$T" phase_is "$ro" Healthy; then
@@ -417,19 +417,22 @@ rename_case() {  # rename_case LABEL ROLLOUT VS APP PENDING_IF_FAILS
   # Judged against the live Rollout: wait until rollout-guard's index holds everything.
   poll "$T" index_caught_up || { fail "(e) $label: rollout-guard's index does not hold the live objects"; return; }
   app_manifests "$d/v2" "$ro" "$vs" two "$app"
-  if "$TB/gitops-sync" --kubeconfig "$W/gitops.kubeconfig" --namespace shop "$d/v2" >"$W/out/last" 2>&1; then
+  if "$TB/gitops-sync" --kubeconfig "$W/gitops.kubeconfig" --namespace shop "$d/v2" >"$W/out/last" 2>"$W/out/last.err"; then
     if poll "$T" renamed_and_healthy "$ro" "$vs"; then
-      ok "(e) $label: one gitops-engine sync renames the route in both; accepted ($(grep -c . "$W/out/last") objects: $(awk '{ printf "%s%s", sep, $2; sep = ", " }' "$W/out/last"))"
+      ok "(e) $label: one gitops-engine sync renames the route in both; accepted (applied in this order: $(order))"
     else
       fail "(e) $label: synced, but the Rollout did not stay Healthy on route 'two': $(ro_state "$ro" "$vs")"
     fi
   elif [ "$pending" = 1 ] && [ "$RENAME_PENDING" = 1 ]; then
     SKIPPED=$((SKIPPED + 1))
-    echo "skip - (e) $label: PENDING the issue \"Decide on the truth\": refused today: $(grep -o 'admission webhook[^.]*' "$W/out/last" | head -1)"
+    echo "skip - (e) $label: PENDING the issue \"Decide on the truth\" (applied in this order: $(order)); refused today: $(denial)"
   else
     fail "(e) $label: the sync was refused"; indent "$W/out/last"
   fi
 }
+# order: the Rollout and VirtualService of the last gitops-sync, in the order it applied them.
+order() { awk '$2 ~ /^(Rollout|VirtualService)\// { printf "%s%s", sep, $2; sep = " then " }' "$W/out/last"; }
+denial() { grep -o 'denied the request: .*' "$W/out/last" | head -1 | cut -c1-300; }
 phase_is() { [ "$(ro_field "$1" '{.status.phase}')" = "$2" ]; }
 renamed_and_healthy() { phase_is "$1" Healthy && [ "$(kubectl get vs "$2" -n shop -o jsonpath='{.spec.http[0].name}')" = two ]; }
 count() { kubectl get "$1" -A --no-headers 2>/dev/null | wc -l; }
