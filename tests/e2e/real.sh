@@ -355,7 +355,33 @@ stable_is_current() {
 }
 if poll "$T" stable_is_current; then ok "(c) ... status.stableRS is the new pod hash"; else
   fail "(c) ... expected status.stableRS = currentPodHash, found $(ro_field checkout '{.status.stableRS} {.status.currentPodHash}')"; fi
+
+# --- (c) control: the same outage without matchConditions blocks the controller -----------------
+# What an API server older than 1.28 (no matchConditions) does: the controller's own VirtualService
+# write reaches the webhook, and failurePolicy Fail refuses it.
 start_server
+plugin set image checkout checkout=nginx:1.27 -n shop >/dev/null || fail "(c) control: set image failed"
+eventually "(c) control: a new canary at 80/20" "Paused step=1 weights=80 20" ro_state checkout
+stop_server
+render_webhooks "$W/rendered-no-mc" || die "cannot render the webhooks without matchConditions"
+kubectl apply -f "$W/rendered-no-mc" >/dev/null || die "cannot register the webhooks without matchConditions"
+refusals() { grep -c 'failed calling webhook' "$W/controller.log"; }
+BEFORE=$(refusals)
+if [ "$BEFORE" -eq 0 ]; then ok "(c) with matchConditions the controller's writes never reached the webhook during the outage (no 'failed calling webhook' in its log)"
+else fail "(c) with matchConditions, expected no 'failed calling webhook' in the controller's log, found $BEFORE"; fi
+more_refusals() { [ "$(refusals)" -gt "$BEFORE" ]; }
+plugin promote checkout -n shop >/dev/null || fail "(c) control: promote failed"
+if poll "$T" more_refusals; then
+  ok "(c) control: without matchConditions the controller's write is refused (its log: failed calling webhook), weights stay $(weights checkout)"
+else
+  fail "(c) control: expected the controller's VirtualService write to be refused without matchConditions; state $(ro_state checkout)"
+fi
+register || die "cannot register the webhooks with matchConditions again"
+eventually "(c) control: with matchConditions back, the controller's retry gets through (50/50) while rollout-guard is still down" \
+  "Paused step=3 weights=50 50" ro_state checkout
+start_server
+expect_ok "(c) control: kubectl argo rollouts promote --full" "" plugin promote --full checkout -n shop
+eventually "(c) control: ... Healthy, 100/0" "Healthy step=4 weights=100 0" ro_state checkout
 
 # --- (e) gitops-engine: a route renamed in the Rollout and its VirtualService, one sync ----------
 # app_manifests DIR ROLLOUT VS ROUTE APP: an app's objects as Git has them (one file per object).
