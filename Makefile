@@ -6,7 +6,7 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --release
 
-test: check unit e2e
+test: check unit e2e e2e-real
 
 check:
 	$(CARGO) fmt --all -- --check
