@@ -14,10 +14,10 @@
 #
 #   tests/e2e/real.sh          ROLLOUT_GUARD_BIN (default target/debug/rollout-guard; cargo build first)
 #   E2E_REAL_TIMEOUT           seconds any one wait may take (default 90)
-#   E2E_RENAME_PENDING=1       (default) a route rename synced by gitops-engine (case (e)) that
-#                              is refused is reported as "skip - ... PENDING" (counted as skipped):
-#                              rollout-guard may deny it as breaks-rollout until the change of the
-#                              issue "Decide on the truth" lands; set 0 to count it as a failure.
+#   E2E_RENAME_PENDING=0       (default) a route rename synced by gitops-engine (case (e)) that is
+#                              refused is a failure; 1 reports it as "skip - ... PENDING" instead
+#                              (for a rollout-guard older than the "Decide on the truth" change,
+#                              which denied the VirtualService-first order as breaks-rollout).
 #
 # Prints one line per case and "N passed, N failed, N skipped"; exits non-zero on a failure.
 # Working files and logs: .e2e-real/ (controller.log, server.log, rs-ready.log, kube/*.log).
@@ -27,7 +27,7 @@ cd "$ROOT"
 BIN=${ROLLOUT_GUARD_BIN:-$ROOT/target/debug/rollout-guard}
 W=$ROOT/.e2e-real
 T=${E2E_REAL_TIMEOUT:-90}
-RENAME_PENDING=${E2E_RENAME_PENDING:-1}
+RENAME_PENDING=${E2E_RENAME_PENDING:-0}
 CONTROLLER=system:serviceaccount:argo-rollouts:argo-rollouts
 GITOPS=system:serviceaccount:argocd:argocd-application-controller
 M=tests/e2e/manifests
