@@ -18,6 +18,10 @@
 #                              refused is a failure; 1 reports it as "skip - ... PENDING" instead
 #                              (for a rollout-guard older than the "Decide on the truth" change,
 #                              which denied the VirtualService-first order as breaks-rollout).
+#   E2E_RELIST_PENDING=1       (default) case (f): a round in which a feed has not relisted within
+#                              E2E_RELIST_BOUND (30) s of the restarted API server being ready is
+#                              reported as "skip - ... PENDING the watch-relist fix" (the bug of
+#                              issue 12, which this case shows); set 0 once the fix has landed.
 #
 # Prints one line per case and "N passed, N failed, N skipped"; exits non-zero on a failure.
 # Working files and logs: .e2e-real/ (controller.log, server.log, rs-ready.log, kube/*.log).
@@ -28,6 +32,7 @@ BIN=${ROLLOUT_GUARD_BIN:-$ROOT/target/debug/rollout-guard}
 W=$ROOT/.e2e-real
 T=${E2E_REAL_TIMEOUT:-90}
 RENAME_PENDING=${E2E_RENAME_PENDING:-0}
+RELIST_PENDING=${E2E_RELIST_PENDING:-1}
 CONTROLLER=system:serviceaccount:argo-rollouts:argo-rollouts
 GITOPS=system:serviceaccount:argocd:argocd-application-controller
 M=tests/e2e/manifests
@@ -205,6 +210,11 @@ start_server() {
 index_count() { metric "rollout_guard_index_objects{kind=\"$1\"}"; }
 # indexed KIND N: the index holds at least N objects of KIND (its watch has caught up).
 indexed() { [ "$(index_count "$1")" -ge "$2" ] 2>/dev/null; }
+count() { kubectl get "$1" -A --no-headers 2>/dev/null | wc -l; }
+# index_caught_up: the index holds as many Rollouts and VirtualServices as the cluster.
+index_caught_up() {
+  [ "$(index_count Rollout)" = "$(count rollouts)" ] && [ "$(index_count VirtualService)" = "$(count virtualservices)" ]
+}
 render_webhooks() {  # render_webhooks DIR [extra flags]: by URL, namespace names kept
   local dir=$1
   shift
@@ -270,25 +280,25 @@ gitops_write() {  # gitops_write HOW: one GitOps write of the Git VirtualService
 mkdir -p "$W/git-vs"
 declare -A HOW_NAME=([kubectl-csa]="kubectl apply (client-side)" [kubectl-ssa]="kubectl apply --server-side --field-manager argocd-controller"
   [engine-csa]="gitops-engine sync (client-side apply)" [engine-ssa]="gitops-engine sync (server-side apply as argocd-controller)")
-guarded_case() {  # guarded_case HOW
-  local how=$1 rv stale
+guarded_case() {  # guarded_case HOW [CASE]: CASE labels the lines (default "(b)")
+  local how=$1 c=${2:-(b)} rv stale
   recorder checkout
   if ! gitops_write "$how" >"$W/out/last" 2>&1; then
-    fail "(b) with rollout-guard, ${HOW_NAME[$how]} of Git's 100/0: the write failed"; indent "$W/out/last"
+    fail "$c with rollout-guard, ${HOW_NAME[$how]} of Git's 100/0: the write failed"; indent "$W/out/last"
     stop_pid "$REC_PID"; return
   fi
   rv=$(current_rv checkout)
   if ! poll "$T" recorded "$rv"; then
-    fail "(b) with rollout-guard, ${HOW_NAME[$how]}: the watch never saw version $rv"; stop_pid "$REC_PID"; return
+    fail "$c with rollout-guard, ${HOW_NAME[$how]}: the watch never saw version $rv"; stop_pid "$REC_PID"; return
   fi
   stop_pid "$REC_PID"
   stale=$(stale_versions 80/20)
   if [ "$(awk 'END { print NR }' "$REC")" -lt 2 ]; then
-    fail "(b) with rollout-guard, ${HOW_NAME[$how]}: no new version was stored (the write changed nothing)"; indent "$REC"
+    fail "$c with rollout-guard, ${HOW_NAME[$how]}: no new version was stored (the write changed nothing)"; indent "$REC"
   elif [ "$stale" -ne 0 ]; then
-    fail "(b) with rollout-guard, ${HOW_NAME[$how]}: expected every stored version at 80/20, found $stale other(s)"; indent "$REC"
+    fail "$c with rollout-guard, ${HOW_NAME[$how]}: expected every stored version at 80/20, found $stale other(s)"; indent "$REC"
   else
-    ok "(b) with rollout-guard, ${HOW_NAME[$how]} of Git's 100/0: 0 stored versions with stale weights ($(($(awk 'END { print NR }' "$REC") - 1)) written, all 80/20)"
+    ok "$c with rollout-guard, ${HOW_NAME[$how]} of Git's 100/0: 0 stored versions with stale weights ($(($(awk 'END { print NR }' "$REC") - 1)) written, all 80/20)"
   fi
 }
 for how in kubectl-csa kubectl-ssa engine-csa engine-ssa; do guarded_case "$how"; done
@@ -383,6 +393,40 @@ start_server
 expect_ok "(c) control: kubectl argo rollouts promote --full" "" plugin promote --full checkout -n shop
 eventually "(c) control: ... Healthy, 100/0" "Healthy step=4 weights=100 0" ro_state checkout
 
+# --- (f) the API server killed and restarted mid-canary: every feed relists -------------------
+# rollout_guard_state_broken_seconds is the age of the oldest broken feed (0: every watch is up).
+RELIST_BOUND=${E2E_RELIST_BOUND:-30}
+broken() { metric rollout_guard_state_broken_seconds; }
+feeds_broken() { awk -v b="$(broken)" 'BEGIN { exit !(b > 0) }'; }
+# stuck_feeds: the feeds whose last log line is a failure (from rollout-guard's log).
+stuck_feeds() {
+  awk '/feed=/ { match($0, /feed=[^ ]+/); f = substr($0, RSTART + 5, RLENGTH - 5); last[f] = ($0 ~ /watch failed/) ? "failed" : "ok" }
+    END { for (f in last) if (last[f] == "failed") { printf "%s%s", sep, f; sep = ", " } }' "$W/server.log" | sed 's/^/last logged as failing: /'
+}
+feeds_up() { [ "$(broken)" = 0 ] || [ "$(broken)" = 0.0 ]; }
+plugin set image checkout checkout=nginx:1.28 -n shop >/dev/null || fail "(f) set image failed"
+eventually "(f) a canary at 80/20 before the restarts" "Paused step=1 weights=80 20" ro_state checkout
+for round in 1 2 3 4 5; do
+  kill -KILL "$(cat "$W/kube/apiserver.pid")"   # a crash: every watch breaks at once
+  if ! poll "$T" feeds_broken; then
+    fail "(f) round $round/5: rollout-guard never noticed the API server was gone (broken_seconds $(broken))"; break
+  fi
+  scripts/kube-up.sh --version 1.34 >/dev/null 2>"$W/out/kube-up.err" || { cat "$W/out/kube-up.err" >&2; die "the API server did not come back"; }
+  ready_at=$SECONDS
+  if poll "$RELIST_BOUND" feeds_up; then
+    ok "(f) round $round/5: API server killed and restarted mid-canary; every feed relisted within ${RELIST_BOUND} s of it being ready (took $((SECONDS - ready_at)) s)"
+  elif [ "$RELIST_PENDING" = 1 ]; then
+    SKIPPED=$((SKIPPED + 1))
+    echo "skip - (f) round $round/5: PENDING the watch-relist fix (issue 12): a feed is still broken ${RELIST_BOUND} s after the API server is ready (rollout_guard_state_broken_seconds $(broken)); $(stuck_feeds)"
+  else
+    fail "(f) round $round/5: expected every feed relisted within ${RELIST_BOUND} s of the API server being ready, rollout_guard_state_broken_seconds is $(broken); $(stuck_feeds)"
+  fi
+done
+poll "$T" index_caught_up || fail "(f) after the restarts rollout-guard's index does not hold the live objects"
+guarded_case kubectl-csa "(f) after the restarts,"
+expect_ok "(f) ... kubectl argo rollouts promote --full after the restarts" "" plugin promote --full checkout -n shop
+eventually "(f) ... the controller finishes: Healthy, 100/0" "Healthy step=4 weights=100 0" ro_state checkout
+
 # --- (e) gitops-engine: a route renamed in the Rollout and its VirtualService, one sync ----------
 # app_manifests DIR ROLLOUT VS ROUTE APP: an app's objects as Git has them (one file per object).
 app_manifests() {
@@ -461,10 +505,6 @@ order() { awk '$2 ~ /^(Rollout|VirtualService)\// { printf "%s%s", sep, $2; sep 
 denial() { grep -o 'denied the request: .*' "$W/out/last" | head -1 | cut -c1-300; }
 phase_is() { [ "$(ro_field "$1" '{.status.phase}')" = "$2" ]; }
 renamed_and_healthy() { phase_is "$1" Healthy && [ "$(kubectl get vs "$2" -n shop -o jsonpath='{.spec.http[0].name}')" = two ]; }
-count() { kubectl get "$1" -A --no-headers 2>/dev/null | wc -l; }
-index_caught_up() {
-  [ "$(index_count Rollout)" = "$(count rollouts)" ] && [ "$(index_count VirtualService)" = "$(count virtualservices)" ]
-}
 # gitops-engine applies custom resources of one wave by name: a-… before b-….
 rename_case "Rollout a-web before VirtualService b-web" a-web b-web web 1
 rename_case "VirtualService a-api before Rollout b-api" b-api a-api api 1

@@ -1,5 +1,5 @@
 // Command vs-watch records every stored version of one Istio VirtualService, for the flap
-// measurements of tests/e2e/real.sh: it reads the object, then watches it from that
+// measurements of tests/e2e/real.sh: it lists the object (by name), then watches from the list's
 // resourceVersion, so no version is missed, and prints one line per version:
 //
 //	UNIX_SECONDS.MILLIS EVENT RESOURCE_VERSION WEIGHTS MANAGER
@@ -7,7 +7,9 @@
 // WEIGHTS are the destination weights of each http route, slash-separated, routes separated by
 // commas ("80/20"; "-" when there is no http route); MANAGER is the field manager of the newest
 // managedFields entry (who wrote this version). The first line (event INITIAL) is the version the
-// watch starts from.
+// watch starts from. If the API server cannot continue the watch (410 Expired, e.g. after it
+// restarted), vs-watch lists again and prints the object with event RELIST: versions between the
+// two may be missing, and the line says so.
 //
 //	vs-watch --kubeconfig FILE --namespace NS NAME
 package main
@@ -22,10 +24,12 @@ import (
 	"syscall"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -49,29 +53,59 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	obj, err := client.Get(ctx, name, metav1.GetOptions{})
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	rv, err := list(ctx, client, sel, "INITIAL")
 	if err != nil {
-		fatal("get VirtualService %s/%s: %v", *namespace, name, err)
+		fatal("list VirtualService %s/%s: %v", *namespace, name, err)
 	}
-	print("INITIAL", obj)
-	rv := obj.GetResourceVersion()
 	for ctx.Err() == nil {
-		w, err := client.Watch(ctx, metav1.ListOptions{
-			FieldSelector:   fields.OneTermEqualSelector("metadata.name", name).String(),
-			ResourceVersion: rv,
-		})
+		w, err := client.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true})
 		if err != nil {
-			fatal("watch VirtualService %s/%s from %s: %v", *namespace, name, rv, err)
+			if ctx.Err() != nil {
+				return
+			}
+			fmt.Fprintf(os.Stderr, "vs-watch: watch from %s: %v; listing again\n", rv, err)
+			if rv, err = list(ctx, client, sel, "RELIST"); err != nil && ctx.Err() == nil {
+				fatal("list VirtualService %s/%s: %v", *namespace, name, err)
+			}
+			continue
 		}
+		expired := false
 		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				fmt.Fprintf(os.Stderr, "vs-watch: watch from %s ended: %v\n", rv, apierrors.FromObject(ev.Object))
+				expired = true
+				break
+			}
 			u, ok := ev.Object.(*unstructured.Unstructured)
 			if !ok {
-				continue // a Status: the watch ends; restart from rv
+				continue
 			}
-			print(string(ev.Type), u)
 			rv = u.GetResourceVersion()
+			if ev.Type != watch.Bookmark {
+				print(string(ev.Type), u)
+			}
+		}
+		w.Stop()
+		if expired && ctx.Err() == nil {
+			if rv, err = list(ctx, client, sel, "RELIST"); err != nil && ctx.Err() == nil {
+				fatal("list VirtualService %s/%s: %v", *namespace, name, err)
+			}
 		}
 	}
+}
+
+// list prints the object (if it exists) with EVENT and returns the list's resourceVersion.
+func list(ctx context.Context, client dynamic.ResourceInterface, sel, event string) (string, error) {
+	l, err := client.List(ctx, metav1.ListOptions{FieldSelector: sel})
+	if err != nil {
+		return "", err
+	}
+	if len(l.Items) == 0 {
+		return "", fmt.Errorf("not found")
+	}
+	print(event, &l.Items[0])
+	return l.GetResourceVersion(), nil
 }
 
 func print(event string, obj *unstructured.Unstructured) {
