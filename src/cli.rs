@@ -19,6 +19,10 @@ pub struct Cli {
     /// Log format (logs go to stderr; the level comes from RUST_LOG, default info).
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
+    /// How a VirtualService reference with dots is read, as this Argo Rollouts release reads it
+    /// (lint and serve alike; messages say which reading was used).
+    #[arg(long, value_enum, default_value = "1.10", global = true)]
+    pub argo_rollouts_version: crate::model::rollout::ArgoVersion,
     #[command(subcommand)]
     pub command: Command,
 }
