@@ -3,7 +3,7 @@
 //! VirtualService routes to.
 
 use super::references::{missing, vs_ref_path, ISTIO};
-use super::{quoted, Finding};
+use super::{quoted, Finding, RuleId};
 use crate::index::Lookup;
 use crate::model::host::expand_short_name;
 use crate::model::roles::{Role, Roles};
@@ -47,7 +47,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
     for (field, subset) in wanted {
         if !dr.has_subset(subset) {
             out.push(Finding::new(
-                "destinationrule-subset-missing",
+ RuleId::DestinationRuleSubsetMissing,
                 key,
                 format!("{ISTIO}.destinationRule.{field}"),
                 format!(
@@ -96,7 +96,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
             {
                 out.push(
                     Finding::new(
-                        "destinationrule-host-mismatch",
+ RuleId::DestinationRuleHostMismatch,
                         key,
                         format!("{}.name", vs_ref_path(i)),
                         format!(

@@ -1,7 +1,7 @@
 //! A VirtualService on its own: the Istio checks that matter to a canary (SNI hosts against the
 //! VirtualService hosts, destination weights), with Istio's own semantics and wording.
 
-use super::Finding;
+use super::{Finding, RuleId};
 use crate::model::host::{is_ip, subset_of};
 use crate::model::virtualservice::RouteDestination;
 use crate::model::{Kind, ObjectKey, VirtualService};
@@ -17,7 +17,7 @@ pub fn check(vs: &VirtualService) -> Vec<Finding> {
                     continue;
                 }
                 out.push(Finding::new(
-                    "sni-host-not-in-hosts",
+ RuleId::SniHostNotInHosts,
                     &key,
                     format!("spec.tls[{i}].match[{j}].sniHosts[{k}]"),
                     format!(
@@ -25,7 +25,8 @@ pub fn check(vs: &VirtualService) -> Vec<Finding> {
                          add it (or a wildcard that covers it) to spec.hosts, or remove it from sniHosts",
                         vs.hosts.join(", ")
                     ),
-                ));
+                )
+                .about(format!("tls {:?} sni {sni}", route.matches)));
             }
         }
     }
@@ -33,21 +34,33 @@ pub fn check(vs: &VirtualService) -> Vec<Finding> {
         .http_routes()
         .iter()
         .enumerate()
-        .map(|(i, r)| (format!("spec.http[{i}]"), r.route.as_slice()))
-        .chain(
-            vs.tls_routes()
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (format!("spec.tls[{i}]"), r.route.as_slice())),
-        )
-        .chain(
-            vs.tcp_routes()
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (format!("spec.tcp[{i}]"), r.route.as_slice())),
-        );
-    for (path, dests) in routes {
+        .map(|(i, r)| {
+            (
+                format!("spec.http[{i}]"),
+                format!("http {:?}", r.name()),
+                r.route.as_slice(),
+            )
+        })
+        .chain(vs.tls_routes().iter().enumerate().map(|(i, r)| {
+            (
+                format!("spec.tls[{i}]"),
+                format!("tls {:?}", r.matches),
+                r.route.as_slice(),
+            )
+        }))
+        .chain(vs.tcp_routes().iter().enumerate().map(|(i, r)| {
+            (
+                format!("spec.tcp[{i}]"),
+                format!("tcp {:?}", r.matches),
+                r.route.as_slice(),
+            )
+        }));
+    for (path, subject, dests) in routes {
+        let first = out.len();
         weights(&key, &path, dests, &mut out);
+        for f in &mut out[first..] {
+            f.subject = format!("{subject} / {}", f.subject);
+        }
     }
     out
 }
@@ -56,20 +69,27 @@ pub fn check(vs: &VirtualService) -> Vec<Finding> {
 fn weights(key: &ObjectKey, path: &str, dests: &[RouteDestination], out: &mut Vec<Finding>) {
     for (j, d) in dests.iter().enumerate() {
         if let Some(w) = d.weight.filter(|w| *w < 0) {
-            out.push(Finding::new(
-                "route-weights-invalid",
-                key,
-                format!("{path}.route[{j}].weight"),
-                format!(
-                    "expected a weight of 0 or more, found weight {w} < 0 (destination {:?})",
-                    d.destination.host
-                ),
-            ));
+            out.push(
+                Finding::new(
+                    RuleId::RouteWeightsInvalid,
+                    key,
+                    format!("{path}.route[{j}].weight"),
+                    format!(
+                        "expected a weight of 0 or more, found weight {w} < 0 (destination {:?})",
+                        d.destination.host
+                    ),
+                )
+                .about(format!(
+                    "{:?} {:?}",
+                    d.destination.host,
+                    d.destination.subset()
+                )),
+            );
         }
     }
     if dests.len() > 1 && dests.iter().all(|d| d.weight.unwrap_or(0) == 0) {
         out.push(Finding::new(
-            "route-weights-invalid",
+ RuleId::RouteWeightsInvalid,
             key,
             format!("{path}.route"),
             format!(
