@@ -305,6 +305,9 @@ pub fn respond(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
 /// The typed response. A patch that cannot be serialised is left out, with a warning: the
 /// request is then allowed unchanged, as when nothing could be restored.
 fn build(api_version: &str, uid: &str, verdict: &Verdict) -> AdmissionResponse {
+    // `AdmissionResponse` is `#[non_exhaustive]` and its other constructor wants a typed
+    // `AdmissionRequest` (read leniently here instead, see [`parse`]); every public field is set
+    // below, and `patchType` through `with_patch`.
     let mut response = AdmissionResponse::invalid("");
     response.types = TypeMeta {
         api_version: api_version.to_string(),
@@ -361,7 +364,7 @@ fn finish(
 /// A minimal valid AdmissionReview: uid, allowed and, on a denial, a fixed reason; no patch. Its
 /// only variable parts are the uid (escaped by serde_json, which cannot fail on a string) and
 /// the apiVersion (one of two constants).
-pub fn fallback(api_version: &str, uid: &str, allowed: bool) -> Vec<u8> {
+fn fallback(api_version: &str, uid: &str, allowed: bool) -> Vec<u8> {
     let api_version = if api_version == "admission.k8s.io/v1beta1" {
         "admission.k8s.io/v1beta1"
     } else {
