@@ -100,6 +100,12 @@ catalogue! {
     ManagedRouteCollision = "managed-route-collision", Warn, Reference;
     // VirtualService and DestinationRule on their own.
     SniHostNotInHosts = "sni-host-not-in-hosts", Deny, SelfContained;
+    /// Istio's own VirtualService validation, in its wording: no http, tls or tcp route.
+    VirtualServiceRoutesRequired = "virtualservice-routes-required", Deny, SelfContained;
+    /// A host Istio refuses: bad syntax, `*` on a mesh VirtualService, overlapping hosts.
+    VirtualServiceHostInvalid = "virtualservice-host-invalid", Deny, SelfContained;
+    /// A TLS route without a match, a match without sniHosts, an SNI host of bad syntax.
+    TlsMatchInvalid = "tls-match-invalid", Deny, SelfContained;
     RouteWeightsInvalid = "route-weights-invalid", Deny, SelfContained;
     SubsetNameDuplicate = "subset-name-duplicate", Deny, SelfContained;
     // A write against the Rollouts that reference it.
