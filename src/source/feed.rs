@@ -219,7 +219,10 @@ mod tests {
         feed.relisted(vec![], &[two.clone(), three.clone()]);
         let snapshot = index.snapshot();
         assert!(snapshot.object(&two).is_some(), "last good version kept");
-        assert!(snapshot.object(&three).is_none(), "never read, nothing to keep");
+        assert!(
+            snapshot.object(&three).is_none(),
+            "never read, nothing to keep"
+        );
         assert!(snapshot
             .object(&ObjectKey::new(Kind::Service, "a", "one"))
             .is_none());

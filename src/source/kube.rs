@@ -119,8 +119,17 @@ pub async fn run(
                 loading.clone(),
             );
             let feed = KubeFeed::new(*kind, writer);
-            let connect = watch_factory(config.clone(), client.clone(), ar.clone(), namespace.clone());
-            tasks.push(tokio::spawn(supervise(feed, connect, options.relist_deadline)));
+            let connect = watch_factory(
+                config.clone(),
+                client.clone(),
+                ar.clone(),
+                namespace.clone(),
+            );
+            tasks.push(tokio::spawn(supervise(
+                feed,
+                connect,
+                options.relist_deadline,
+            )));
         }
     }
     for task in tasks {
@@ -331,38 +340,42 @@ where
     let mut pauses = ReconnectBackoff::default();
     let mut relist_due = Some(Instant::now() + relist_deadline);
     loop {
-        let stream = connect();
-        futures::pin_mut!(stream);
-        let why = loop {
-            let next = match relist_due {
-                Some(due) => match tokio::time::timeout_at(due, stream.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        break format!("no relist within {relist_deadline:?}; restarting the watcher")
+        // The stream (and its connection) is dropped at the end of this block, before the pause.
+        let why = {
+            let stream = connect();
+            futures::pin_mut!(stream);
+            loop {
+                let next = match relist_due {
+                    Some(due) => match tokio::time::timeout_at(due, stream.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            break format!(
+                                "no relist within {relist_deadline:?}; restarting the watcher"
+                            )
+                        }
+                    },
+                    None => stream.next().await,
+                };
+                let Some(event) = next else {
+                    break "the watch stream ended; restarting the watcher".to_string();
+                };
+                match feed.handle(event) {
+                    Observed::Failed => {
+                        relist_due.get_or_insert(Instant::now() + relist_deadline);
                     }
-                },
-                None => stream.next().await,
-            };
-            let Some(event) = next else {
-                break "the watch stream ended; restarting the watcher".to_string();
-            };
-            match feed.handle(event) {
-                Observed::Failed => {
-                    relist_due.get_or_insert(Instant::now() + relist_deadline);
-                }
-                Observed::Listing { objects: true } => {
-                    if relist_due.is_some() {
-                        relist_due = Some(Instant::now() + relist_deadline);
+                    Observed::Listing { objects: true } => {
+                        if relist_due.is_some() {
+                            relist_due = Some(Instant::now() + relist_deadline);
+                        }
                     }
+                    Observed::Relisted => relist_due = None,
+                    Observed::Listing { objects: false } | Observed::Changed => {}
                 }
-                Observed::Relisted => relist_due = None,
-                Observed::Listing { objects: false } | Observed::Changed => {}
             }
         };
         feed.writer.failed(&why);
         feed.writer.metrics().feed_restart(feed.kind);
         tracing::warn!(feed = %feed.writer.name(), reason = %why, "feed restarted");
-        drop(stream);
         tokio::time::sleep(pauses.next().unwrap_or(ReconnectBackoff::MIN)).await;
         relist_due = Some(Instant::now() + relist_deadline);
     }
@@ -439,5 +452,435 @@ impl LiveRead for KubeLiveRead {
             futures::future::try_join_all(keys.iter().map(|key| self.read_one(resources, key)))
                 .await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Lookup;
+    use futures::stream;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type Item = Result<Event<DynamicObject>, String>;
+
+    fn dynamic(doc: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(doc).expect("a DynamicObject")
+    }
+
+    fn service(name: &str, app: &str) -> DynamicObject {
+        dynamic(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "shop"}, "spec": {"selector": {"app": app}}}))
+    }
+
+    fn broken_service(name: &str) -> DynamicObject {
+        dynamic(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "shop"}, "spec": {"selector": 3}}))
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new(Kind::Service, "shop", name)
+    }
+
+    struct Harness {
+        index: SharedIndex,
+        status: Arc<SourceStatus>,
+        metrics: Arc<Metrics>,
+        loading: Arc<Loading>,
+    }
+
+    impl Harness {
+        fn new(feeds: usize) -> Self {
+            Harness {
+                index: SharedIndex::default(),
+                // Zero: "stale" means "some feed is broken now".
+                status: Arc::new(SourceStatus::new(Duration::ZERO)),
+                metrics: Arc::new(Metrics::new()),
+                loading: Loading::new(feeds),
+            }
+        }
+
+        fn feed(&self, kind: Kind) -> KubeFeed {
+            let writer = FeedWriter::new(
+                feed_name(kind, None),
+                Scope::Kind {
+                    kind,
+                    namespace: None,
+                },
+                self.index.clone(),
+                self.status.clone(),
+                self.metrics.clone(),
+                self.loading.clone(),
+            );
+            KubeFeed::new(kind, writer)
+        }
+
+        fn has(&self, name: &str) -> bool {
+            self.index.snapshot().object(&key(name)).is_some()
+        }
+
+        fn selector_of(&self, name: &str) -> Option<String> {
+            match self.index.snapshot().object(&key(name)) {
+                Some(Object::Service(s)) => Some(format!("{:?}", s.selector)),
+                _ => None,
+            }
+        }
+
+        fn source_errors(&self) -> String {
+            let text = self.metrics.encode(&self.index.snapshot(), &self.status);
+            text.lines()
+                .find(|l| l.starts_with("rollout_guard_source_errors_total"))
+                .unwrap_or_default()
+                .to_string()
+        }
+    }
+
+    fn relist(objects: Vec<DynamicObject>) -> Vec<Item> {
+        let mut events = vec![Ok(Event::Init)];
+        events.extend(objects.into_iter().map(|o| Ok(Event::InitApply(o))));
+        events.push(Ok(Event::InitDone));
+        events
+    }
+
+    fn feed_all(feed: &mut KubeFeed, events: Vec<Item>) {
+        for event in events {
+            feed.handle(event);
+        }
+    }
+
+    #[test]
+    fn a_relist_replaces_the_scope_so_objects_deleted_while_away_disappear() {
+        let h = Harness::new(1);
+        let mut feed = h.feed(Kind::Service);
+        feed_all(
+            &mut feed,
+            relist(vec![service("a", "a"), service("b", "b")]),
+        );
+        assert!(h.has("a") && h.has("b"));
+        feed.handle(Err::<Event<DynamicObject>, _>(
+            "connection refused".to_string(),
+        ));
+        assert!(h.status.is_stale(), "a failure starts the staleness clock");
+        feed_all(
+            &mut feed,
+            relist(vec![service("b", "b2"), service("c", "c")]),
+        );
+        assert!(!h.has("a") && h.has("b") && h.has("c"));
+        assert!(h.selector_of("b").is_some_and(|s| s.contains("b2")));
+        assert!(!h.status.is_stale(), "a relist clears it");
+    }
+
+    #[test]
+    fn apply_and_delete_change_one_object() {
+        let h = Harness::new(1);
+        let mut feed = h.feed(Kind::Service);
+        feed_all(&mut feed, relist(vec![service("a", "a")]));
+        assert_eq!(
+            feed.handle(Ok::<_, String>(Event::Apply(service("b", "b")))),
+            Observed::Changed
+        );
+        feed.handle(Ok::<_, String>(Event::Delete(service("a", "a"))));
+        assert!(!h.has("a") && h.has("b"));
+    }
+
+    #[test]
+    fn an_unreadable_update_keeps_the_last_good_version_and_is_counted() {
+        let h = Harness::new(1);
+        let mut feed = h.feed(Kind::Service);
+        feed_all(&mut feed, relist(vec![service("a", "good")]));
+        feed.handle(Ok::<_, String>(Event::Apply(broken_service("a"))));
+        assert!(h.selector_of("a").is_some_and(|s| s.contains("good")));
+        assert_eq!(h.source_errors(), "rollout_guard_source_errors_total 1");
+        // A relist that still has the broken version keeps the good one too; one never read
+        // successfully stays out.
+        feed_all(
+            &mut feed,
+            relist(vec![broken_service("a"), broken_service("new")]),
+        );
+        assert!(h.selector_of("a").is_some_and(|s| s.contains("good")));
+        assert!(!h.has("new"));
+        assert_eq!(h.source_errors(), "rollout_guard_source_errors_total 3");
+        feed.handle(Ok::<_, String>(Event::Apply(service("a", "fixed"))));
+        assert!(h.selector_of("a").is_some_and(|s| s.contains("fixed")));
+    }
+
+    #[test]
+    fn ready_only_after_every_feeds_first_list() {
+        let h = Harness::new(2);
+        let mut services = h.feed(Kind::Service);
+        let mut rollouts = h.feed(Kind::Rollout);
+        feed_all(&mut services, relist(vec![service("a", "a")]));
+        assert!(!h.status.is_loaded());
+        rollouts.handle(Ok::<_, String>(Event::Init));
+        rollouts.handle(Err::<Event<DynamicObject>, _>("403 forbidden".to_string()));
+        assert!(!h.status.is_loaded());
+        feed_all(&mut services, relist(vec![]));
+        assert!(
+            !h.status.is_loaded(),
+            "a second list of one feed does not count twice"
+        );
+        feed_all(&mut rollouts, relist(vec![]));
+        assert!(h.status.is_loaded());
+    }
+
+    #[test]
+    fn backoff_stays_within_its_bounds_with_jitter_and_starts_over_after_quiet() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let mut a = ReconnectBackoff::with_seed(1);
+            let mut b = ReconnectBackoff::with_seed(2);
+            let delays: Vec<Duration> = a.by_ref().take(20).collect();
+            let others: Vec<Duration> = b.by_ref().take(20).collect();
+            for d in delays.iter().chain(&others) {
+                assert!(
+                    (ReconnectBackoff::MIN..=ReconnectBackoff::MAX).contains(d),
+                    "{d:?}"
+                );
+            }
+            assert!(delays[0] <= Duration::from_millis(500));
+            assert!(delays[10..]
+                .iter()
+                .all(|d| *d >= Duration::from_millis(2500)));
+            assert_ne!(delays, others, "two replicas do not reconnect in lockstep");
+            kube::runtime::utils::Backoff::reset(&mut a);
+            assert!(
+                a.next().is_some_and(|d| d >= Duration::from_millis(2500)),
+                "a reset by a success does not shorten a failing list's delays"
+            );
+            tokio::time::advance(ReconnectBackoff::QUIET).await;
+            assert!(a.next().is_some_and(|d| d <= Duration::from_millis(500)));
+        });
+    }
+
+    /// The stuck feed of issue 10: the first watcher fails and then never yields again (a list
+    /// that hangs, or a watch that resumed without a relist); only a new watcher lists again.
+    fn stuck_then_relisting(
+        connects: Arc<AtomicUsize>,
+    ) -> impl FnMut() -> stream::BoxStream<'static, Item> {
+        move || {
+            let events = if connects.fetch_add(1, Ordering::SeqCst) == 0 {
+                let mut events = relist(vec![service("old", "old")]);
+                events.push(Err("403 forbidden: RBAC not warm".to_string()));
+                events
+            } else {
+                relist(vec![service("new", "new")])
+            };
+            stream::iter(events).chain(stream::pending()).boxed()
+        }
+    }
+
+    /// Polls (in paused time) until `done` or `limit` passes; returns the time it took.
+    async fn within(limit: Duration, done: impl Fn() -> bool) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() <= limit {
+            if done() {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_stuck_after_a_failure_is_restarted_and_relists() {
+        let h = Harness::new(1);
+        let connects = Arc::new(AtomicUsize::new(0));
+        let deadline = Duration::from_secs(10);
+        let task = tokio::spawn(supervise(
+            h.feed(Kind::Service),
+            stuck_then_relisting(connects.clone()),
+            deadline,
+        ));
+        assert!(within(Duration::from_secs(1), || h.has("old")
+            && h.status.is_stale())
+        .await
+        .is_some());
+        assert!(
+            within(deadline - Duration::from_secs(2), || connects
+                .load(Ordering::SeqCst)
+                > 1)
+            .await
+            .is_none(),
+            "not restarted before the deadline"
+        );
+        let took = within(Duration::from_secs(10), || {
+            h.has("new") && !h.status.is_stale()
+        })
+        .await;
+        assert!(took.is_some(), "the feed never recovered");
+        assert!(!h.has("old"), "the fresh relist replaced the scope");
+        assert_eq!(connects.load(Ordering::SeqCst), 2);
+        let text = h.metrics.encode(&h.index.snapshot(), &h.status);
+        assert!(
+            text.contains(r#"rollout_guard_feed_restarts_total{kind="Service"} 1"#),
+            "{text}"
+        );
+        task.abort();
+    }
+
+    /// The same stream without the guard (the watch loop before issue 10): stuck for good.
+    #[tokio::test(start_paused = true)]
+    async fn without_the_guard_the_stuck_feed_never_recovers() {
+        let h = Harness::new(1);
+        let connects = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(supervise(
+            h.feed(Kind::Service),
+            stuck_then_relisting(connects.clone()),
+            Duration::from_secs(24 * 3600),
+        ));
+        assert!(within(Duration::from_secs(120), || h.has("new"))
+            .await
+            .is_none());
+        assert!(h.has("old") && h.status.is_stale());
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_list_that_hangs_is_restarted_too() {
+        let h = Harness::new(1);
+        let connects = Arc::new(AtomicUsize::new(0));
+        let counter = connects.clone();
+        let connect = move || {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                stream::iter(vec![Ok(Event::Init)])
+                    .chain(stream::pending())
+                    .boxed()
+            } else {
+                stream::iter(relist(vec![service("a", "a")]))
+                    .chain(stream::pending())
+                    .boxed()
+            }
+        };
+        let task = tokio::spawn(supervise(
+            h.feed(Kind::Service),
+            connect,
+            Duration::from_secs(10),
+        ));
+        assert!(within(Duration::from_secs(20), || h.status.is_loaded()
+            && h.has("a"))
+        .await
+        .is_some());
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_list_that_makes_progress_is_not_cut_short() {
+        let h = Harness::new(1);
+        let connects = Arc::new(AtomicUsize::new(0));
+        let counter = connects.clone();
+        let connect = move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            // An object every 6 s: the whole list takes longer than the deadline.
+            let mut events = relist((0..4).map(|i| service(&format!("s{i}"), "x")).collect());
+            let done = events.pop();
+            let init = events.remove(0);
+            stream::iter([init])
+                .chain(stream::iter(events).then(|e| async {
+                    tokio::time::sleep(Duration::from_secs(6)).await;
+                    e
+                }))
+                .chain(stream::iter(done))
+                .chain(stream::pending())
+                .boxed()
+        };
+        let task = tokio::spawn(supervise(
+            h.feed(Kind::Service),
+            connect,
+            Duration::from_secs(10),
+        ));
+        assert!(within(Duration::from_secs(60), || h.status.is_loaded())
+            .await
+            .is_some());
+        assert_eq!(connects.load(Ordering::SeqCst), 1);
+        task.abort();
+    }
+
+    /// A kube client whose "API server" answers every request with `status` and `body`, or never.
+    fn client_answering(answer: Option<(u16, serde_json::Value)>) -> Client {
+        let service = tower::service_fn(move |_req: http::Request<kube::client::Body>| {
+            let answer = answer.clone();
+            async move {
+                let Some((status, body)) = answer else {
+                    futures::future::pending::<()>().await;
+                    unreachable!("pending never completes");
+                };
+                http::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.to_string().into_bytes()))
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    fn live(answer: Option<(u16, serde_json::Value)>) -> KubeLiveRead {
+        let resources: Resources = Arc::default();
+        let service = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "Service"),
+            "services",
+        );
+        let _ = resources.set(vec![(Kind::Service, service)]);
+        KubeLiveRead::new(client_answering(answer), resources, Duration::from_secs(1))
+    }
+
+    fn status_body(code: u16, reason: &str) -> serde_json::Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "x", "reason": reason, "code": code})
+    }
+
+    #[tokio::test]
+    async fn a_live_read_returns_the_object_as_the_api_server_has_it() {
+        let body = serde_json::to_value(service("a", "live")).expect("json");
+        let read = live(Some((200, body))).read(&[key("a")]).await;
+        let objects = read.expect("read");
+        assert!(
+            matches!(&objects[..], [(k, Some(Object::Service(s)))] if *k == key("a") && format!("{:?}", s.selector).contains("live"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_live_read_maps_not_found_to_none_and_other_errors_to_a_message() {
+        let gone = live(Some((404, status_body(404, "NotFound"))))
+            .read(&[key("a")])
+            .await;
+        assert!(matches!(gone.as_deref(), Ok([(_, None)])), "{gone:?}");
+        let forbidden = live(Some((403, status_body(403, "Forbidden"))))
+            .read(&[key("a")])
+            .await;
+        let message = forbidden.expect_err("403 is an error");
+        assert!(
+            message.contains("Service shop/a") && message.contains("cannot read"),
+            "{message}"
+        );
+        let unreadable = live(Some((
+            200,
+            serde_json::to_value(broken_service("a")).expect("json"),
+        )))
+        .read(&[key("a")])
+        .await;
+        assert!(unreadable.is_err_and(|m| m.contains("cannot be read")));
+        let unknown = live(Some((404, status_body(404, "NotFound"))))
+            .read(&[ObjectKey::new(Kind::Rollout, "shop", "r")])
+            .await;
+        assert!(unknown.is_err_and(|m| m.contains("not served")));
+        let undiscovered = KubeLiveRead::new(
+            client_answering(None),
+            Arc::default(),
+            Duration::from_secs(1),
+        );
+        assert!(undiscovered
+            .read(&[key("a")])
+            .await
+            .is_err_and(|m| m.contains("not discovered")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_read_that_gets_no_answer_times_out_with_a_message() {
+        let read = live(None).read(&[key("a"), key("b")]).await;
+        assert!(read.is_err_and(|m| m.contains("did not answer within 1s")));
     }
 }

@@ -144,7 +144,8 @@ pub async fn start(
                 anyhow::anyhow!("--source kube: expected a kubeconfig or an in-cluster service account, found: {e}")
             };
             let kube_config = ::kube::Config::infer().await.map_err(|e| no_client(&e))?;
-            let client = ::kube::Client::try_from(kube_config.clone()).map_err(|e| no_client(&e))?;
+            let client =
+                ::kube::Client::try_from(kube_config.clone()).map_err(|e| no_client(&e))?;
             let discovered = kube::Resources::default();
             let live = kube::KubeLiveRead::new(
                 client.clone(),
