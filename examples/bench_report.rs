@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SECTIONS: [&str; 3] = ["decision", "footprint", "loadgen"];
+const SECTIONS: [&str; 4] = ["decision", "footprint", "loadgen", "storm"];
 const MIB: f64 = 1024.0 * 1024.0;
 
 struct Results {

@@ -4,6 +4,7 @@
 #   decision   criterion + 20,000 timed calls per request kind at 100/1,000/10,000 apps (~3.5 min)
 #   footprint  RSS and heap per cached object, index build time, lint objects/s (~1 min)
 #   loadgen    HTTPS serve vs an allow-everything baseline, start to ready, RSS (~2 min)
+#   storm      decision latency while a writer thread upserts the index: snapshots vs a RwLock (~1 min)
 #
 # Each step is bounded by `timeout`; a step that fails or times out leaves its section out of
 # BENCHMARKS.md (listed under "Not measured") and the others still run. Benchmarks are not tests:
@@ -24,7 +25,7 @@ RG_BENCH_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "== building (release binary, benches, report)"
 $CARGO build --release --bin rollout-guard --example bench_report || exit 1
-$CARGO bench --no-run --bench decision --bench footprint --bench loadgen || exit 1
+$CARGO bench --no-run --bench decision --bench footprint --bench loadgen --bench storm || exit 1
 
 step() {
     local name=$1 limit=$2
@@ -37,6 +38,7 @@ step() {
 step decision 420
 step footprint 180
 step loadgen 300
+step storm 240
 
 echo "== BENCHMARKS.md"
 $CARGO run --release --example bench_report -- BENCHMARKS.md

@@ -1,6 +1,6 @@
 //! The command line (DESIGN.md "Interfaces": the flag names and defaults are the contract).
 
-use crate::admission::{Mode, Policy, ReferenceSeverity, DEFAULT_EXEMPT_USER};
+use crate::admission::{BreaksSeverity, Mode, Policy, ReferenceSeverity, DEFAULT_EXEMPT_USER};
 use crate::lint;
 use crate::server::{https, router, tls, ServeConfig};
 use crate::source::{SourceConfig, SourceKind};
@@ -87,6 +87,15 @@ pub struct ServeArgs {
     /// Level of a Rollout's findings against other objects that exist.
     #[arg(long, value_enum, default_value = "auto")]
     pub reference_severity: ReferenceSeverity,
+    /// Level of `breaks-rollout` (a VirtualService/DestinationRule/Service write that breaks a
+    /// live Rollout): `auto` warns, and denies only when the two objects belong to different
+    /// GitOps applications (so they cannot be one coordinated change).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub breaks_severity: BreaksSeverity,
+    /// Time to confirm a cross-object denial with the API server before it becomes a warning
+    /// (kube source; inside the webhooks' timeoutSeconds).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub confirm_timeout: Duration,
     /// User never denied nor mutated (repeatable; giving any replaces the default).
     #[arg(long = "exempt-user", value_name = "NAME", default_value = DEFAULT_EXEMPT_USER)]
     pub exempt_users: Vec<String>,
@@ -151,6 +160,7 @@ impl ServeArgs {
             policy: Policy {
                 mode: self.mode,
                 reference_severity: self.reference_severity,
+                breaks_severity: self.breaks_severity,
                 // An empty name would exempt requests that carry no user at all.
                 exempt_users: nonempty(self.exempt_users),
                 exempt_groups: nonempty(self.exempt_groups),
@@ -158,6 +168,7 @@ impl ServeArgs {
             stale_after: self.stale_after,
             limits: router::Limits {
                 request_timeout: self.request_timeout,
+                confirm_budget: self.confirm_timeout,
                 max_inflight_bytes: self.max_inflight_mib as usize * 1024 * 1024,
                 ..router::Limits::default()
             },

@@ -4,7 +4,7 @@
 
 use crate::index::Index;
 use crate::model::{Object, ObjectKey};
-use crate::rules::{self, Finding, Severity};
+use crate::rules::{self, Finding, RuleId, Severity};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ pub struct LintFinding {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    pub rule: &'static str,
+    pub rule: RuleId,
     pub severity: Severity,
     pub path: String,
     pub message: String,
@@ -55,7 +55,7 @@ impl LintFinding {
             kind: String::new(),
             namespace: String::new(),
             name: String::new(),
-            rule: "invalid-object",
+            rule: RuleId::InvalidObject,
             severity: Severity::Deny,
             path: String::new(),
             message,
@@ -269,7 +269,7 @@ pub fn lint(inputs: &[Input]) -> Report {
                 self_findings.push((
                     source(),
                     Finding::new(
-                        "duplicate-object",
+ RuleId::DuplicateObject,
                         &key,
                         "metadata.name",
                         format!(
@@ -471,7 +471,7 @@ mod tests {
         );
         assert_eq!(r.summary.deny, 1);
         let f = &r.findings[0];
-        assert_eq!((f.rule, f.document), ("invalid-object", 2));
+        assert_eq!((f.rule, f.document), (RuleId::InvalidObject, 2));
         assert!(
             f.message.contains("line 6") || f.message.contains("line 7"),
             "{}",
@@ -483,7 +483,7 @@ mod tests {
     #[test]
     fn missing_kind_and_wrong_types_are_findings() {
         let r = lint_text("apiVersion: v1\nmetadata: {name: a}\n");
-        assert_eq!(r.findings[0].rule, "invalid-object");
+        assert_eq!(r.findings[0].rule, RuleId::InvalidObject);
         assert!(r.findings[0].message.contains("kind is missing"));
         let r = lint_text(
             "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r}\nspec:\n  strategy:\n    canary:\n      steps: [{setWeight: ten}]\n",
@@ -507,7 +507,7 @@ mod tests {
         assert_eq!(r.findings.len(), 1);
         assert_eq!(
             (r.findings[0].rule, r.findings[0].document),
-            ("duplicate-object", 3)
+            (RuleId::DuplicateObject, 3)
         );
         assert_eq!(r.exit_code(), 0);
     }

@@ -130,6 +130,11 @@ pub struct WebhookLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RuleLabels {
     pub rule: &'static str,
 }
@@ -159,6 +164,8 @@ pub struct Metrics {
     restores: Family<KindLabels, Counter>,
     skips: Family<KindLabels, Counter>,
     exempt: Family<WebhookLabels, Counter>,
+    degraded: Family<ReasonLabels, Counter>,
+    confirmations: Family<ResultLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
     source_errors: Counter,
     feed_restarts: Family<KindLabels, Counter>,
@@ -215,6 +222,20 @@ impl Metrics {
             "Requests from exempt users or groups, by webhook",
             exempt.clone(),
         );
+        let degraded = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "admission_degraded",
+            "Decisions that could not be made as usual, each also a warning: old-object-unreadable (no \
+             ratchet), unconfirmed (a cross-object denial became warnings), rebuild-failed (nothing restored)",
+            degraded.clone(),
+        );
+        let confirmations = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "admission_confirmations",
+            "Cross-object denials read again from the API server: confirmed, cleared (the cache was \
+             behind), failed",
+            confirmations.clone(),
+        );
         let tls_reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "tls_reloads",
@@ -259,6 +280,8 @@ impl Metrics {
             restores,
             skips,
             exempt,
+            degraded,
+            confirmations,
             tls_reloads,
             source_errors,
             feed_restarts,
@@ -293,6 +316,14 @@ impl Metrics {
         }
         if outcome.exempt {
             self.exempt.get_or_create(&WebhookLabels { webhook }).inc();
+        }
+        for reason in &outcome.degraded {
+            self.degraded.get_or_create(&ReasonLabels { reason }).inc();
+        }
+        if let Some(c) = outcome.confirmation {
+            self.confirmations
+                .get_or_create(&ResultLabels { result: c.as_str() })
+                .inc();
         }
         self.duration
             .get_or_create(&WebhookLabels { webhook })
@@ -372,6 +403,8 @@ mod tests {
             restores: 2,
             exempt: false,
             skipped: true,
+            degraded: vec!["unconfirmed"],
+            confirmation: Some(crate::admission::Confirmation::Failed),
             warnings: 0,
             error: None,
         }
@@ -402,6 +435,8 @@ mod tests {
             r#"rollout_guard_drift_restores_total{kind="Rollout"} 2"#,
             r#"rollout_guard_admission_skips_total{kind="other"} 1"#,
             r#"rollout_guard_tls_reloads_total{result="failure"} 1"#,
+            r#"rollout_guard_admission_degraded_total{reason="unconfirmed"} 2"#,
+            r#"rollout_guard_admission_confirmations_total{result="failed"} 2"#,
             r#"rollout_guard_source_errors_total 1"#,
             r#"rollout_guard_feed_restarts_total{kind="DestinationRule"} 1"#,
             r#"rollout_guard_index_objects{kind="VirtualService"} 0"#,

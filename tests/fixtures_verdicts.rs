@@ -105,7 +105,7 @@ fn tcp_tls_http_doc_is_denied() {
     let tls = r
         .findings
         .iter()
-        .find(|f| f.rule == "tls-route-not-found")
+        .find(|f| f.rule.id() == "tls-route-not-found")
         .expect("tls finding");
     assert!(
         tls.message

@@ -441,7 +441,7 @@ fn deeply_nested_yaml_is_refused_quickly() {
         }]);
         assert_eq!(report.summary.deny, 1, "{:?}", report.findings);
         let f = &report.findings[0];
-        assert_eq!(f.rule, "invalid-object");
+        assert_eq!(f.rule.id(), "invalid-object");
         assert!(f.message.contains(expected), "{}", f.message);
     }
     // Billion laughs: aliases are not expanded without bound.

@@ -14,6 +14,7 @@ use review::{BadReview, Request, Verdict};
 pub struct Policy {
     pub mode: Mode,
     pub reference_severity: ReferenceSeverity,
+    pub breaks_severity: BreaksSeverity,
     pub exempt_users: Vec<String>,
     pub exempt_groups: Vec<String>,
 }
@@ -23,6 +24,7 @@ impl Default for Policy {
         Policy {
             mode: Mode::Enforce,
             reference_severity: ReferenceSeverity::Auto,
+            breaks_severity: BreaksSeverity::Auto,
             exempt_users: vec![DEFAULT_EXEMPT_USER.to_string()],
             exempt_groups: Vec::new(),
         }
@@ -53,6 +55,17 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReferenceSeverity {
     /// A Rollout's findings against other objects deny on CREATE and warn on UPDATE.
+    Auto,
+    Warn,
+    Deny,
+}
+
+/// What `breaks-rollout` does: a VirtualService, DestinationRule or Service write that newly
+/// breaks a live Rollout that uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BreaksSeverity {
+    /// Warn, and deny only when the write and the Rollout cannot be halves of one coordinated
+    /// change (both carry GitOps application markers, and they differ).
     Auto,
     Warn,
     Deny,
@@ -120,6 +133,8 @@ pub struct Outcome {
     pub restores: usize,
     pub exempt: bool,
     pub skipped: bool,
+    pub degraded: Vec<&'static str>,
+    pub confirmation: Option<Confirmation>,
     pub warnings: usize,
     /// Why the request could not be read (HTTP 400).
     pub error: Option<String>,
@@ -141,8 +156,35 @@ pub struct Notes {
     pub restores: usize,
     pub exempt: bool,
     pub skipped: bool,
+    /// What the decision could not do as usual (each also a warning): `old-object-unreadable`,
+    /// `unconfirmed`, `rebuild-failed`. Static strings: bounded metric labels.
+    pub degraded: Vec<&'static str>,
+    /// How a cross-object denial was confirmed with the API server, if it was asked.
+    pub confirmation: Option<Confirmation>,
 }
 
+/// The outcome of reading a denial's objects again from the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The fresh objects still produce the denial.
+    Confirmed,
+    /// The fresh objects no longer do: the cache was behind.
+    Cleared,
+    /// The read failed or timed out: the denial became warnings.
+    Failed,
+}
+
+impl Confirmation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confirmation::Confirmed => "confirmed",
+            Confirmation::Cleared => "cleared",
+            Confirmation::Failed => "failed",
+        }
+    }
+}
+
+/// Decides on the index alone (it is the truth: files source, tests, benchmarks).
 pub fn handle(webhook: Webhook, body: &[u8], ctx: &Context<'_>) -> Reply {
     let request = match review::parse(body) {
         Ok(r) => r,
@@ -152,6 +194,60 @@ pub fn handle(webhook: Webhook, body: &[u8], ctx: &Context<'_>) -> Reply {
         Webhook::Validate => validate::validate(&request, ctx),
         Webhook::Mutate => mutate::mutate(&request, ctx),
     };
+    reply(webhook, request, verdict, notes)
+}
+
+/// The whole pipeline: (1) read the review and its objects, touching no index; (2) decide on
+/// `snapshot`, an immutable version of the index; (3) only when a cross-object finding would
+/// deny, read the objects it rests on from the API server (`live`, within `budget`) and decide
+/// again on them: deny only if the finding still holds, warn if they cannot be read.
+pub async fn handle_live(
+    webhook: Webhook,
+    body: &[u8],
+    snapshot: std::sync::Arc<crate::index::Index>,
+    policy: &Policy,
+    stale: bool,
+    live: Option<&dyn confirm::LiveRead>,
+    budget: std::time::Duration,
+) -> Reply {
+    let request = match review::parse(body) {
+        Ok(r) => r,
+        Err(err) => return bad_request(webhook, err),
+    };
+    let (verdict, notes) = match webhook {
+        Webhook::Mutate => {
+            let ctx = Context {
+                index: &*snapshot,
+                policy,
+                stale,
+            };
+            mutate::mutate(&request, &ctx)
+        }
+        Webhook::Validate => match validate::prepare(&request, policy) {
+            validate::Prepared::Answered(verdict, notes) => (verdict, notes),
+            validate::Prepared::Object(written) => {
+                let judgement = validate::judge(
+                    &written,
+                    &Context {
+                        index: &*snapshot,
+                        policy,
+                        stale,
+                    },
+                );
+                let judgement = match live {
+                    Some(live) if judgement.needs_confirmation() => {
+                        confirm::confirm(&written, judgement, &snapshot, policy, live, budget).await
+                    }
+                    _ => judgement,
+                };
+                validate::verdict(&written.object, judgement, policy)
+            }
+        },
+    };
+    reply(webhook, request, verdict, notes)
+}
+
+fn reply(webhook: Webhook, request: review::Request, verdict: Verdict, notes: Notes) -> Reply {
     let decision = match (verdict.allowed, verdict.patch.is_empty()) {
         (false, _) => Decision::Denied,
         (true, false) => Decision::Patched,
@@ -178,6 +274,8 @@ pub fn handle(webhook: Webhook, body: &[u8], ctx: &Context<'_>) -> Reply {
             restores: notes.restores,
             exempt: notes.exempt,
             skipped: notes.skipped,
+            degraded: notes.degraded,
+            confirmation: notes.confirmation,
             warnings: verdict.warnings.len(),
             error: None,
         },
@@ -203,6 +301,8 @@ fn bad_request(webhook: Webhook, err: BadReview) -> Reply {
             restores: 0,
             exempt: false,
             skipped: false,
+            degraded: Vec::new(),
+            confirmation: None,
             warnings: 0,
             error: Some(reason),
         },
@@ -218,24 +318,24 @@ pub(crate) fn pass() -> (Verdict, Notes) {
 /// subresource), from a writer that is not exempt. Anything else gets its answer here.
 pub(crate) fn screen(
     request: &Request,
-    ctx: &Context<'_>,
-) -> Result<crate::model::Kind, (Verdict, Notes)> {
+    policy: &Policy,
+) -> Result<crate::model::Kind, Box<(Verdict, Notes)>> {
     let Some(kind) = request.kind else {
-        return Err(pass());
+        return Err(Box::new(pass()));
     };
     if !matches!(
         request.operation,
         review::Operation::Create | review::Operation::Update
     ) || !request.sub_resource.is_empty()
     {
-        return Err(pass());
+        return Err(Box::new(pass()));
     }
-    if ctx.policy.is_exempt(request) {
+    if policy.is_exempt(request) {
         let notes = Notes {
             exempt: true,
             ..Notes::default()
         };
-        return Err((Verdict::allow(), notes));
+        return Err(Box::new((Verdict::allow(), notes)));
     }
     Ok(kind)
 }

@@ -9,10 +9,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
-    let kind = match screen(request, ctx) {
+    let kind = match screen(request, ctx.policy) {
         Ok(Kind::Rollout) => return pass(),
         Ok(kind) => kind,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let Some(object) = &request.object else {
         return pass();
@@ -67,11 +67,16 @@ pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
     if !may_be_owned {
         return pass();
     }
-    let tree = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
-    let Some(object) = tree(object) else {
-        return pass();
+    let tree = |raw: &RawValue| serde_json::from_str::<Value>(raw.get());
+    let object = match tree(object) {
+        Ok(object) => object,
+        Err(err) => return not_rebuilt(&parsed, "the request object", &err),
     };
-    let live = live.and_then(|l| tree(l));
+    let live = match live.map(|l| tree(l)) {
+        None => None,
+        Some(Ok(live)) => Some(live),
+        Some(Err(err)) => return not_rebuilt(&parsed, "oldObject", &err),
+    };
     let mutation = drift::restore(kind, &request.namespace, &object, live.as_ref(), ctx.index);
     let verdict = Verdict {
         allowed: true,
@@ -89,6 +94,23 @@ pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
             restores: mutation.restores,
             ..Notes::default()
         },
+    )
+}
+
+/// The views were read but the tree a patch is planned on was not: nothing is restored, and the
+/// writer and the metrics are told (never silently).
+fn not_rebuilt(object: &Object, what: &str, err: &serde_json::Error) -> (Verdict, Notes) {
+    let warning = format!(
+        "rollout-guard: nothing restored on {}: {what} cannot be read as JSON ({err})",
+        object.key()
+    );
+    let notes = Notes {
+        degraded: vec!["rebuild-failed"],
+        ..Notes::default()
+    };
+    (
+        Verdict::allow().with_warning(shorten(&warning, MAX_WARNING_LEN)),
+        notes,
     )
 }
 

@@ -1,39 +1,61 @@
 //! `POST /validate`: the rules under the admission policy (ratchet, reference severity,
-//! breaks-rollout, exemptions, skip annotation, warn mode).
+//! breaks-rollout, exemptions, skip annotation, warn mode), in two steps: [`prepare`] reads the
+//! objects (no index involved) and [`judge`] decides on a snapshot of the index. A judgement whose
+//! denial rests on other objects names them, so that they can be read again from the API server
+//! before it denies (see [`super::confirm`]).
 
 use super::review::{shorten, Operation, Request, Verdict, MAX_WARNING_LEN};
-use super::{pass, screen, Context, Mode, Notes, ReferenceSeverity};
-use crate::index::Overlay;
-use crate::model::{Kind, Object};
-use crate::rules::{self, breaks, Finding, Scope, Severity};
+use super::{pass, screen, BreaksSeverity, Context, Mode, Notes, Policy, ReferenceSeverity};
+use crate::index::{references_of, Overlay};
+use crate::model::{Kind, Object, ObjectKey};
+use crate::rules::{self, breaks, Finding, Known, RuleId, Scope, Severity, MAX_LISTED};
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
-    let kind = match screen(request, ctx) {
+/// A review read into views: everything [`judge`] needs, and nothing from the index.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Answered without the index (not ours, exempt, skipped, metadata only, unreadable).
+    Answered(Verdict, Notes),
+    Object(Box<Written>),
+}
+
+/// The object a review writes, with its previous version.
+#[derive(Debug)]
+pub struct Written {
+    pub object: Object,
+    pub create: bool,
+    /// `oldObject` on UPDATE: `Ok(None)` when there is none, `Err` when it cannot be read (then
+    /// every finding is judged as new, and a warning says so).
+    pub old: Result<Option<Object>, String>,
+}
+
+pub fn prepare(request: &Request, policy: &Policy) -> Prepared {
+    let kind = match screen(request, policy) {
         Ok(kind) => kind,
-        Err(answer) => return answer,
+        Err(answer) => {
+            let (verdict, notes) = *answer;
+            return Prepared::Answered(verdict, notes);
+        }
     };
     let Some(raw) = &request.object else {
-        return deny_invalid(
-            ctx,
+        let (verdict, notes) = deny_invalid(
+            policy,
             kind,
             request,
             "expected request.object, found none".into(),
         );
+        return Prepared::Answered(verdict, notes);
     };
     let object = match Object::parse_kind_raw(kind, raw, &request.namespace) {
         Ok(o) => o,
         Err(err) => {
-            return deny_invalid(
-                ctx,
-                kind,
-                request,
-                format!(
-                    "{kind} {}/{} cannot be read: {err}",
-                    request.namespace, request.name
-                ),
-            )
+            let message = format!(
+                "{kind} {}/{} cannot be read: {err}",
+                request.namespace, request.name
+            );
+            let (verdict, notes) = deny_invalid(policy, kind, request, message);
+            return Prepared::Answered(verdict, notes);
         }
     };
     if object.meta().skip {
@@ -41,40 +63,93 @@ pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
             "rollout-guard: validation skipped for {} (annotation rollout-guard.io/skip=true)",
             object.key()
         );
-        return (
-            Verdict::allow().with_warning(warning),
-            Notes {
-                skipped: true,
-                ..Notes::default()
-            },
-        );
+        let notes = Notes {
+            skipped: true,
+            ..Notes::default()
+        };
+        return Prepared::Answered(Verdict::allow().with_warning(warning), notes);
     }
     let old_raw = request
         .old_object
         .as_ref()
         .filter(|_| request.operation == Operation::Update);
     if old_raw.is_some_and(|old| same_except_metadata(raw, old)) {
-        return pass();
+        let (verdict, notes) = pass();
+        return Prepared::Answered(verdict, notes);
     }
-    let old = old_raw.and_then(|o| Object::parse_kind_raw(kind, o, &request.namespace).ok());
-    let create = request.operation == Operation::Create;
+    let old = match old_raw {
+        None => Ok(None),
+        Some(o) => Object::parse_kind_raw(kind, o, &request.namespace)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    };
+    Prepared::Object(Box::new(Written {
+        object,
+        create: request.operation == Operation::Create,
+        old,
+    }))
+}
 
-    let mut deny: Vec<Finding> = Vec::new();
-    let mut warn: Vec<Finding> = Vec::new();
+/// What the rules found, sorted by what the policy makes of them.
+#[derive(Debug, Default)]
+pub struct Judgement {
+    /// Self-contained problems that deny (the object alone is wrong).
+    pub deny: Vec<Finding>,
+    /// Problems against other objects that deny, if the API server confirms them.
+    pub deny_cross: Vec<Finding>,
+    pub warn: Vec<Finding>,
+    /// The objects `deny_cross` rests on (other than the written one).
+    pub depends_on: Vec<ObjectKey>,
+    /// Warnings that are not findings (a ratchet off, a confirmation that failed).
+    pub notices: Vec<String>,
+    pub notes: Notes,
+}
+
+impl Judgement {
+    /// A denial that rests on the cache: to be confirmed before it is given.
+    pub fn needs_confirmation(&self) -> bool {
+        !self.deny_cross.is_empty()
+    }
+
+    /// The API server could not be asked: the cross-object denials become warnings.
+    pub fn unconfirmed(mut self, why: &str) -> Self {
+        let count = self.deny_cross.len();
+        self.warn.append(&mut self.deny_cross);
+        self.notices.push(format!(
+            "rollout-guard: {count} cross-object problem{} not confirmed with the API server ({why}); allowed, \
+             reported as warnings",
+            if count == 1 { "" } else { "s" }
+        ));
+        self.notes.degraded.push("unconfirmed");
+        self
+    }
+}
+
+pub fn judge(written: &Written, ctx: &Context<'_>) -> Judgement {
+    let mut j = Judgement::default();
+    let object = &written.object;
+    let old = match &written.old {
+        Ok(old) => old.as_ref(),
+        Err(err) => {
+            j.notices.push(shorten(
+                &format!(
+                    "rollout-guard: oldObject cannot be read ({err}); every problem is judged as new (no ratchet)"
+                ),
+                MAX_WARNING_LEN,
+            ));
+            j.notes.degraded.push("old-object-unreadable");
+            None
+        }
+    };
 
     // Self-contained rules, ratcheted against the old object.
-    let old_self: BTreeSet<_> = old
-        .as_ref()
-        .map(rules::check_self)
-        .unwrap_or_default()
-        .into_iter()
-        .map(owned_identity)
-        .collect();
-    for f in rules::check_self(&object) {
-        if f.severity == Severity::Deny && !old_self.contains(&owned_identity(f.clone())) {
-            deny.push(f);
+    let old_self = old.map(rules::check_self).unwrap_or_default();
+    let mut known = Known::of(&old_self);
+    for f in rules::check_self(object) {
+        if f.severity == Severity::Deny && !known.take(&f) {
+            j.deny.push(f);
         } else {
-            warn.push(f);
+            j.warn.push(f);
         }
     }
 
@@ -84,81 +159,105 @@ pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
         key: key.clone(),
         object: Some(object.clone()),
     };
-    match &object {
+    match object {
         Object::Rollout(rollout) => {
-            let old_refs: BTreeSet<_> = match &old {
+            let old_refs = match old {
                 Some(Object::Rollout(o)) => {
                     let before = Overlay {
                         base: ctx.index,
                         key: key.clone(),
-                        object: old.clone(),
+                        object: old.cloned(),
                     };
                     rules::check_references(o, &before)
-                        .into_iter()
-                        .map(owned_identity)
-                        .collect()
                 }
-                _ => BTreeSet::new(),
+                _ => Vec::new(),
+            };
+            let mut known = Known::of(&old_refs);
+            let level_denies = match ctx.policy.reference_severity {
+                ReferenceSeverity::Auto => written.create,
+                ReferenceSeverity::Warn => false,
+                ReferenceSeverity::Deny => true,
             };
             for f in rules::check_references(rollout, &after) {
-                let denies = f.severity == Severity::Deny
-                    && !ctx.stale
-                    && !old_refs.contains(&owned_identity(f.clone()))
-                    && match ctx.policy.reference_severity {
-                        ReferenceSeverity::Auto => create,
-                        ReferenceSeverity::Warn => false,
-                        ReferenceSeverity::Deny => true,
-                    };
-                if f.rule == "managed-route-collision"
-                    && old_refs.contains(&owned_identity(f.clone()))
-                {
+                let old_problem = known.take(&f);
+                if f.rule == RuleId::ManagedRouteCollision && old_problem {
                     continue;
                 }
-                if denies {
-                    deny.push(f);
+                if f.severity == Severity::Deny && level_denies && !old_problem && !ctx.stale {
+                    j.deny_cross.push(f);
                 } else {
-                    warn.push(f);
+                    j.warn.push(f);
                 }
+            }
+            if !j.deny_cross.is_empty() {
+                j.depends_on = references_of(rollout);
             }
         }
         _ => {
             let before = Overlay {
                 base: ctx.index,
                 key: key.clone(),
-                object: old.clone(),
+                object: old.cloned(),
             };
             let impact = breaks::check(&key, &before, &after);
-            for f in impact.breaks {
-                if ctx.stale {
-                    warn.push(f);
+            let mut depends_on = Vec::new();
+            for b in impact.breaks {
+                let denies = !ctx.stale
+                    && match ctx.policy.breaks_severity {
+                        BreaksSeverity::Warn => false,
+                        BreaksSeverity::Deny => true,
+                        BreaksSeverity::Auto => cannot_be_one_sync(
+                            object.meta().application.as_deref(),
+                            b.rollout_application.as_deref(),
+                        ),
+                    };
+                if denies {
+                    if let Some(Object::Rollout(r)) =
+                        crate::index::Lookup::object(&after, &b.rollout)
+                    {
+                        depends_on.extend(references_of(&r).into_iter().filter(|k| *k != key));
+                    }
+                    depends_on.push(b.rollout);
+                    j.deny_cross.push(b.finding);
                 } else {
-                    deny.push(f);
+                    j.warn.push(b.finding);
                 }
             }
-            warn.extend(impact.warnings);
+            depends_on.sort();
+            depends_on.dedup();
+            j.depends_on = depends_on;
+            j.warn.extend(impact.warnings);
         }
     }
-    verdict(ctx, &object, deny, warn)
+    j
 }
 
-fn owned_identity(f: Finding) -> (&'static str, String, String) {
-    (f.rule, f.path, f.target)
+/// Under `--breaks-severity auto`, a write that breaks a live Rollout is denied only when the two
+/// cannot be halves of one coordinated change: both carry markers of GitOps applications, and the
+/// applications differ. Anything else (one sync of one application, `kubectl apply -f DIR`,
+/// objects without markers) may be followed by the Rollout's own write, in either order.
+pub fn cannot_be_one_sync(written: Option<&str>, rollout: Option<&str>) -> bool {
+    matches!((written, rollout), (Some(w), Some(r)) if w != r)
 }
 
-fn verdict(
-    ctx: &Context<'_>,
-    object: &Object,
-    deny: Vec<Finding>,
-    warn: Vec<Finding>,
-) -> (Verdict, Notes) {
-    let mut notes = Notes::default();
+/// The answer a judgement gives under the policy.
+pub fn verdict(object: &Object, j: Judgement, policy: &Policy) -> (Verdict, Notes) {
+    let Judgement {
+        mut deny,
+        deny_cross,
+        warn,
+        notices,
+        mut notes,
+        ..
+    } = j;
+    deny.extend(deny_cross);
     let mut verdict = Verdict::allow();
-    let mut rules_denied: Vec<&'static str> = deny.iter().map(|f| f.rule).collect();
+    let mut rules_denied: Vec<&'static str> = deny.iter().map(|f| f.rule.id()).collect();
     rules_denied.sort();
     rules_denied.dedup();
     notes.denied_rules = rules_denied;
     if !deny.is_empty() {
-        match ctx.policy.mode {
+        match policy.mode {
             Mode::Enforce => {
                 verdict = Verdict::deny(denial_message(object, &deny));
             }
@@ -169,6 +268,7 @@ fn verdict(
             }
         }
     }
+    verdict.warnings.extend(notices);
     for f in &warn {
         if f.scope() == Scope::Input && f.severity == Severity::Deny {
             continue;
@@ -178,6 +278,14 @@ fn verdict(
     (verdict, notes)
 }
 
+/// Validation without confirmation: the index is the truth (files source, lint-like callers).
+pub fn validate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
+    match prepare(request, ctx.policy) {
+        Prepared::Answered(verdict, notes) => (verdict, notes),
+        Prepared::Object(written) => verdict(&written.object, judge(&written, ctx), ctx.policy),
+    }
+}
+
 fn denial_message(object: &Object, deny: &[Finding]) -> String {
     let key = object.key();
     let mut message = format!(
@@ -185,7 +293,7 @@ fn denial_message(object: &Object, deny: &[Finding]) -> String {
         deny.len(),
         if deny.len() == 1 { "" } else { "s" }
     );
-    for f in deny {
+    for f in deny.iter().take(MAX_LISTED) {
         let about = if f.object != key {
             format!(" ({})", f.object)
         } else {
@@ -195,6 +303,9 @@ fn denial_message(object: &Object, deny: &[Finding]) -> String {
             "\n- [{}]{about} {}: {}",
             f.rule, f.path, f.message
         ));
+    }
+    if deny.len() > MAX_LISTED {
+        message.push_str(&format!("\n- and {} more", deny.len() - MAX_LISTED));
     }
     message
 }
@@ -215,20 +326,22 @@ fn warning(level: &str, f: &Finding) -> String {
 }
 
 fn deny_invalid(
-    ctx: &Context<'_>,
+    policy: &Policy,
     kind: Kind,
     request: &Request,
     message: String,
 ) -> (Verdict, Notes) {
     let notes = Notes {
-        denied_rules: vec!["invalid-object"],
+        denied_rules: vec![RuleId::InvalidObject.id()],
         ..Notes::default()
     };
     let text = format!(
-        "rollout-guard denied {kind} {}/{}: [invalid-object] {message}",
-        request.namespace, request.name
+        "rollout-guard denied {kind} {}/{}: [{}] {message}",
+        request.namespace,
+        request.name,
+        RuleId::InvalidObject
     );
-    match ctx.policy.mode {
+    match policy.mode {
         Mode::Enforce => (Verdict::deny(text), notes),
         Mode::Warn => (
             Verdict::allow().with_warning(shorten(&text, MAX_WARNING_LEN)),
@@ -383,15 +496,143 @@ mod tests {
     }
 
     #[test]
-    fn breaking_a_live_rollout_is_denied_and_names_it() {
+    fn breaking_a_live_rollout_warns_and_denies_only_across_applications() {
         let req = review("UPDATE", vs_route("main"), Some(vs_route("primary")));
         let v = run(&Policy::default(), &world(), &req);
-        assert!(!v.allowed);
-        let msg = v.message.unwrap();
+        assert!(v.allowed, "{:?}", v.message);
+        assert!(
+            v.warnings
+                .iter()
+                .any(|w| w.contains("[breaks-rollout]") && w.contains("Rollout shop/app")),
+            "{:?}",
+            v.warnings
+        );
+        let deny = Policy {
+            breaks_severity: BreaksSeverity::Deny,
+            ..Policy::default()
+        };
+        let msg = run(&deny, &world(), &req).message.unwrap();
         assert!(
             msg.contains("[breaks-rollout]") && msg.contains("Rollout shop/app"),
             "{msg}"
         );
+
+        // Under auto: the VirtualService of another Argo CD application cannot be half of the
+        // Rollout's sync, so it is denied; one of the same application is warned.
+        let tracked = |mut doc: Value, app: &str| {
+            doc["metadata"]["annotations"] =
+                json!({"argocd.argoproj.io/tracking-id": format!("{app}:x/Kind:shop/n")});
+            doc
+        };
+        let mut index = world();
+        let rollout = rollout_doc(host_level(json!({"name": "app-vs", "routes": ["primary"]})));
+        index.upsert(object(tracked(rollout, "shop-app")));
+        let other = review(
+            "UPDATE",
+            tracked(vs_route("main"), "mesh"),
+            Some(tracked(vs_route("primary"), "mesh")),
+        );
+        assert!(!run(&Policy::default(), &index, &other).allowed);
+        let same = review(
+            "UPDATE",
+            tracked(vs_route("main"), "shop-app"),
+            Some(tracked(vs_route("primary"), "shop-app")),
+        );
+        assert!(run(&Policy::default(), &index, &same).allowed);
+        assert!(cannot_be_one_sync(Some("argocd a"), Some("argocd b")));
+        assert!(!cannot_be_one_sync(None, Some("argocd b")));
+        assert!(!cannot_be_one_sync(Some("argocd a"), Some("argocd a")));
+    }
+
+    #[test]
+    fn the_ratchet_pairs_problems_by_content_not_position() {
+        let mut old = rollout_doc(host_level(json!({"name": "app-vs", "routes": ["primary"]})));
+        old["spec"]["strategy"]["canary"]["steps"] = json!([{"setWeight": 20}, {"setWeight": 120}]);
+        let mut new = old.clone();
+        // A step inserted before the old problem moves it from steps[1] to steps[2].
+        new["spec"]["strategy"]["canary"]["steps"] =
+            json!([{"setWeight": 10}, {"setWeight": 20}, {"setWeight": 120}]);
+        let v = run(
+            &Policy::default(),
+            &world(),
+            &review("UPDATE", new.clone(), Some(old.clone())),
+        );
+        assert!(v.allowed, "{:?}", v.message);
+        assert!(v.warnings.iter().any(|w| w.contains("set-weight-range")));
+        // A second bad step is a new problem.
+        new["spec"]["strategy"]["canary"]["steps"] =
+            json!([{"setWeight": 20}, {"setWeight": 120}, {"setWeight": 130}]);
+        let v = run(
+            &Policy::default(),
+            &world(),
+            &review("UPDATE", new, Some(old)),
+        );
+        assert!(!v.allowed);
+        assert_eq!(v.message.unwrap().matches("[set-weight-range]").count(), 1);
+
+        // A VirtualService route inserted before an old problem route: still only a warning.
+        let bad_route = json!({"name": "legacy", "route": [
+            {"destination": {"host": "a"}, "weight": -1}, {"destination": {"host": "b"}, "weight": 101}]});
+        let good_route = json!({"name": "primary", "route": [
+            {"destination": {"host": "app-stable"}, "weight": 100},
+            {"destination": {"host": "app-canary"}, "weight": 0}]});
+        let extra = json!({"name": "extra", "route": [{"destination": {"host": "x"}}]});
+        let old_vs = vs_doc(
+            "app-vs",
+            json!({"hosts": ["app"], "http": [good_route.clone(), bad_route.clone()]}),
+        );
+        let new_vs = vs_doc(
+            "app-vs",
+            json!({"hosts": ["app"], "http": [extra, good_route, bad_route]}),
+        );
+        let v = run(
+            &Policy::default(),
+            &world(),
+            &review("UPDATE", new_vs, Some(old_vs)),
+        );
+        assert!(v.allowed, "{:?}", v.message);
+        assert!(v
+            .warnings
+            .iter()
+            .any(|w| w.contains("route-weights-invalid")));
+    }
+
+    #[test]
+    fn an_unreadable_old_object_turns_the_ratchet_off_with_a_warning() {
+        let mut bad = rollout_doc(host_level(json!({"name": "app-vs", "routes": ["primary"]})));
+        bad["spec"]["strategy"]["canary"]["steps"] = json!([{"setWeight": 120}]);
+        let mut broken_old = bad.clone();
+        broken_old["spec"]["strategy"]["canary"]["steps"] = json!("not-a-list");
+        let (v, notes) = validate(
+            &review("UPDATE", bad, Some(broken_old)),
+            &Context {
+                index: &world(),
+                policy: &Policy::default(),
+                stale: false,
+            },
+        );
+        assert!(!v.allowed);
+        assert!(
+            v.warnings.iter().any(|w| w.contains("no ratchet")),
+            "{:?}",
+            v.warnings
+        );
+        assert_eq!(notes.degraded, ["old-object-unreadable"]);
+    }
+
+    #[test]
+    fn denial_messages_list_at_most_twenty_problems() {
+        let mut bad = rollout_doc(host_level(json!({"name": "app-vs", "routes": ["primary"]})));
+        let steps: Vec<Value> = (0..25).map(|i| json!({"setWeight": 200 + i})).collect();
+        bad["spec"]["strategy"]["canary"]["steps"] = json!(steps);
+        let v = run(&Policy::default(), &world(), &review("CREATE", bad, None));
+        let msg = v.message.unwrap();
+        assert!(
+            msg.starts_with("rollout-guard denied Rollout shop/app: 25 problems"),
+            "{msg}"
+        );
+        assert_eq!(msg.matches("[set-weight-range]").count(), 20);
+        assert!(msg.ends_with("- and 5 more"), "{msg}");
     }
 
     #[test]
@@ -425,6 +666,7 @@ mod tests {
         assert!(run(&by_group, &world(), &req).allowed);
         let audit = Policy {
             mode: Mode::Warn,
+            breaks_severity: BreaksSeverity::Deny,
             ..Policy::default()
         };
         let v = run(&audit, &world(), &req);
@@ -498,7 +740,10 @@ mod tests {
     fn stale_state_turns_cross_object_denials_into_warnings() {
         let req = review("UPDATE", vs_route("main"), Some(vs_route("primary")));
         let index = world();
-        let policy = Policy::default();
+        let policy = Policy {
+            breaks_severity: BreaksSeverity::Deny,
+            ..Policy::default()
+        };
         let v = validate(
             &req,
             &Context {

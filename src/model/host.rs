@@ -52,9 +52,150 @@ pub fn expand_short_name(host: &str, namespace: &str) -> String {
     }
 }
 
+/// Istio's `ValidateWildcardDomain` (`pkg/config/validation/agent`): `None` when `d` is a valid
+/// host or wildcard host, otherwise Istio's message.
+pub fn wildcard_domain_error(d: &str) -> Option<String> {
+    if d.len() > 255 {
+        return Some(format!("domain name {d:?} too long (max 255)"));
+    }
+    if d.is_empty() {
+        return Some("empty domain name not allowed".to_string());
+    }
+    let (first, rest) = match d.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (d, None),
+    };
+    if !is_wildcard_dns1123_label(first) {
+        return Some(format!(
+            "domain name {d:?} invalid (label {first:?} invalid)"
+        ));
+    }
+    rest.and_then(dns1123_labels_error)
+}
+
+/// Istio's `ValidateWildcardDomainForVirtualServiceBoundToGateway(sni, d)`: as
+/// [`wildcard_domain_error`], but SNI hosts of the form `outbound_.<PORT>_._.<HOSTNAME>` pass.
+pub fn gateway_domain_error(sni: bool, d: &str) -> Option<String> {
+    if !sni || !d.starts_with("outbound_") || d.len() > 255 {
+        return wildcard_domain_error(d);
+    }
+    let parts: Vec<&str> = d.split('_').collect();
+    if parts.len() < 4 {
+        return Some(format!(
+            "domain name {d} invalid, should follow 'outbound_.<PORT>_._.<HOSTNAME>' format"
+        ));
+    }
+    if parts[0] != "outbound" {
+        return Some(format!(
+            "domain name {d:?} invalid (label {:?} invalid)",
+            parts[0]
+        ));
+    }
+    let port = parts[1].trim_matches('.');
+    let hostname = parts[3].trim_matches('.');
+    if !port.bytes().any(|b| b.is_ascii_digit()) {
+        return Some(format!(
+            "domain name {d:?} invalid (label {port:?} invalid). should follow outbound_.<PORT>_._.<HOSTNAME> format"
+        ));
+    }
+    if !hostname.bytes().any(|b| b.is_ascii_alphabetic()) {
+        return Some(format!(
+            "domain name {d:?} invalid (label {hostname:?} invalid). should follow outbound_.<PORT>_._.<HOSTNAME> format"
+        ));
+    }
+    None
+}
+
+/// `ValidateDNS1123Labels`: every label a DNS-1123 label (an empty last one allowed: a trailing
+/// dot), the top-level one not all-numeric.
+fn dns1123_labels_error(s: &str) -> Option<String> {
+    let labels: Vec<&str> = s.split('.').collect();
+    let last = labels.len() - 1;
+    if labels[last].parse::<i64>().is_ok() {
+        return Some(format!(
+            "domain name {s:?} invalid (top level domain {:?} cannot be all-numeric)",
+            labels[last]
+        ));
+    }
+    labels
+        .iter()
+        .enumerate()
+        .filter(|(i, label)| !(*i == last && label.is_empty()))
+        .find(|(_, label)| !is_dns1123_label(label))
+        .map(|(_, label)| format!("domain name {s:?} invalid (label {label:?} invalid)"))
+}
+
+/// `[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?`, at most 63 bytes (Istio allows upper case).
+fn is_dns1123_label(label: &str) -> bool {
+    let b = label.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+/// `^(\*|(\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)$`, at most 63 bytes.
+fn is_wildcard_dns1123_label(label: &str) -> bool {
+    if label.len() > 63 {
+        return false;
+    }
+    if label == "*" {
+        return true;
+    }
+    let rest = label
+        .strip_prefix("*-")
+        .or_else(|| label.strip_prefix('*'))
+        .unwrap_or(label);
+    is_dns1123_label(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Upstream `TestValidateWildcardDomain` and `TestValidateWildcardDomainForVirtualServiceBoundToGateway`.
+    #[test]
+    fn domain_syntax_as_istio_checks_it() {
+        let long = "x".repeat(256);
+        assert!(wildcard_domain_error("").is_some_and(|e| e.contains("empty")));
+        assert!(wildcard_domain_error(&long).is_some_and(|e| e.contains("too long")));
+        for ok in [
+            "x".repeat(63).as_str(),
+            "*",
+            "*.bar.com",
+            "*foo",
+            "*foo.bar.com",
+            "*-foo.bar.com",
+            "istio.io.",
+            "reviews",
+        ] {
+            assert_eq!(wildcard_domain_error(ok), None, "{ok}");
+        }
+        for bad in ["foo.*.com", "foo*.bar.com", "1.1.1.1", "foo.ba!r"] {
+            assert!(
+                wildcard_domain_error(bad).is_some_and(|e| e.contains("invalid")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            wildcard_domain_error("foo.*.com").as_deref(),
+            Some("domain name \"*.com\" invalid (label \"*\" invalid)")
+        );
+        assert_eq!(
+            gateway_domain_error(true, "outbound_.80_._.e2e.foobar.mesh"),
+            None
+        );
+        assert_eq!(gateway_domain_error(true, "outbound.com"), None);
+        for bad in [
+            "neverbound_.80_._.e2e.foobar.mesh",
+            "outbound_.thisIsNotAPort_._.e2e.foobar.mesh",
+            "outbound_.80_._",
+        ] {
+            assert!(gateway_domain_error(true, bad).is_some(), "{bad}");
+        }
+        assert!(gateway_domain_error(false, "outbound_.80_._.e2e.foobar.mesh").is_some());
+    }
 
     // Upstream TestNameMatches (istio pkg/config/host/name_test.go).
     #[test]

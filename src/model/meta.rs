@@ -16,6 +16,46 @@ pub struct Meta {
     pub namespace: String,
     pub skip: bool,
     pub managed_by: Option<String>,
+    /// The GitOps application that applies the object, when it carries a marker of one (Argo
+    /// CD's tracking annotation or instance label, Flux's Kustomization or HelmRelease labels):
+    /// two objects of different applications are never written by one sync.
+    pub application: Option<String>,
+}
+
+/// Argo CD's annotation tracking: `<app>:<group>/<kind>:<namespace>/<name>`.
+pub const ANNOTATION_ARGOCD_TRACKING: &str = "argocd.argoproj.io/tracking-id";
+/// Argo CD's label tracking (its default), also set by Helm charts to the release name.
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+const FLUX_MARKERS: [(&str, &str, &str); 2] = [
+    (
+        "kustomize.toolkit.fluxcd.io/name",
+        "kustomize.toolkit.fluxcd.io/namespace",
+        "flux Kustomization",
+    ),
+    (
+        "helm.toolkit.fluxcd.io/name",
+        "helm.toolkit.fluxcd.io/namespace",
+        "flux HelmRelease",
+    ),
+];
+
+fn application(
+    annotations: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> Option<String> {
+    if let Some((app, _)) = annotations
+        .get(ANNOTATION_ARGOCD_TRACKING)
+        .and_then(|t| t.split_once(':'))
+    {
+        return Some(format!("argocd {app}"));
+    }
+    for (name, namespace, what) in FLUX_MARKERS {
+        if let Some(n) = labels.get(name) {
+            let ns = labels.get(namespace).map_or("", String::as_str);
+            return Some(format!("{what} {ns}/{n}"));
+        }
+    }
+    labels.get(LABEL_INSTANCE).map(|i| format!("instance {i}"))
 }
 
 #[derive(Deserialize, Default)]
@@ -26,12 +66,15 @@ pub(crate) struct RawMeta {
     #[serde(rename = "generateName")]
     pub generate_name: Option<String>,
     pub annotations: Option<BTreeMap<String, String>>,
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 impl RawMeta {
     pub(crate) fn into_meta(self, default_namespace: &str) -> Meta {
         let annotations = self.annotations.unwrap_or_default();
+        let labels = self.labels.unwrap_or_default();
         Meta {
+            application: application(&annotations, &labels),
             name: self.name.or(self.generate_name).unwrap_or_default(),
             namespace: self
                 .namespace

@@ -1,16 +1,26 @@
 //! A write to a VirtualService, DestinationRule or Service against the live Rollouts that
 //! reference it: a cross-object finding that the write makes appear is `breaks-rollout`.
 
-use super::{Finding, Severity};
+use super::{Finding, Known, RuleId, Severity};
 use crate::index::Lookup;
 use crate::model::{Kind, Object, ObjectKey};
 use std::collections::BTreeSet;
 
+/// One new deny-level problem of one live Rollout, caused by the write.
+#[derive(Debug, Clone)]
+pub struct Break {
+    /// The `breaks-rollout` finding on the written object.
+    pub finding: Finding,
+    pub rollout: ObjectKey,
+    /// The GitOps application that applies the Rollout, if it carries a marker of one.
+    pub rollout_application: Option<String>,
+}
+
 /// What a write changes for the Rollouts that reference the written object.
 #[derive(Debug, Default)]
 pub struct Impact {
-    /// `breaks-rollout` findings on the written object, one per new deny-level problem.
-    pub breaks: Vec<Finding>,
+    /// One per new deny-level problem.
+    pub breaks: Vec<Break>,
     /// New warning-level findings of those Rollouts (passed on as warnings).
     pub warnings: Vec<Finding>,
     /// Rollouts skipped because they carry the skip annotation.
@@ -32,15 +42,17 @@ pub fn check(written: &ObjectKey, before: &dyn Lookup, after: &dyn Lookup) -> Im
             continue;
         }
         let old = super::check_references(&rollout, before);
-        let old_ids: BTreeSet<_> = old.iter().map(Finding::identity).collect();
+        let mut known = Known::of(&old);
         for f in super::check_references(&rollout, after) {
-            if old_ids.contains(&f.identity()) || f.rule == "reference-missing" {
+            if known.take(&f) || f.rule == RuleId::ReferenceMissing {
                 continue;
             }
             match f.severity {
-                Severity::Deny => impact
-                    .breaks
-                    .push(breaks_rollout(written, &rollout_key, &f)),
+                Severity::Deny => impact.breaks.push(Break {
+                    finding: breaks_rollout(written, &rollout_key, &f),
+                    rollout: rollout_key.clone(),
+                    rollout_application: rollout.meta.application.clone(),
+                }),
                 Severity::Warn => impact.warnings.push(f),
             }
         }
@@ -55,16 +67,17 @@ fn breaks_rollout(written: &ObjectKey, rollout: &ObjectKey, f: &Finding) -> Find
         _ => "Service",
     };
     Finding::new(
-        "breaks-rollout",
+ RuleId::BreaksRollout,
         written,
         "spec",
         format!(
-            "this {kind} change breaks Rollout {}/{}: [{}] {}: {}; if the Rollout is changed in the same commit, \
-             apply the Rollout first",
+            "this {kind} change breaks Rollout {}/{}: [{}] {}: {}; change the Rollout to match (in the same sync is \
+             fine), or keep what it uses",
             rollout.namespace, rollout.name, f.rule, f.path, f.message
         ),
     )
     .with_target(format!("Rollout {}/{} {} {} {}", rollout.namespace, rollout.name, f.rule, f.path, f.target))
+    .about(format!("{} {}", f.rule, f.subject))
 }
 
 #[cfg(test)]
@@ -104,13 +117,18 @@ mod tests {
             object: Some(vs_with("main")),
         };
         let impact = check(&key, &base, &after);
-        assert_eq!(rules_of(&impact.breaks), ["breaks-rollout"]);
-        let msg = &impact.breaks[0].message;
+        let findings: Vec<Finding> = impact.breaks.iter().map(|b| b.finding.clone()).collect();
+        assert_eq!(rules_of(&findings), ["breaks-rollout"]);
+        assert_eq!(
+            impact.breaks[0].rollout,
+            ObjectKey::new(Kind::Rollout, "shop", "app")
+        );
+        let msg = &findings[0].message;
         assert!(
             msg.contains("Rollout shop/app") && msg.contains("http-route-not-found"),
             "{msg}"
         );
-        assert!(msg.contains("apply the Rollout first"), "{msg}");
+        assert!(msg.contains("change the Rollout to match"), "{msg}");
     }
 
     #[test]
@@ -134,9 +152,6 @@ mod tests {
             key: key.clone(),
             object: Some(service("app-canary", json!({"app": "x"}))),
         };
-        assert_eq!(
-            rules_of(&check(&key, &base, &after).breaks),
-            ["breaks-rollout"]
-        );
+        assert_eq!(check(&key, &base, &after).breaks.len(), 1);
     }
 }

@@ -1,6 +1,6 @@
 //! A DestinationRule on its own.
 
-use super::Finding;
+use super::{Finding, RuleId};
 use crate::model::{DestinationRule, Kind, ObjectKey};
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ pub fn check(dr: &DestinationRule) -> Vec<Finding> {
         if let Some(first) = first_seen.insert(subset.name.as_str(), i) {
             first_seen.insert(subset.name.as_str(), first);
             out.push(Finding::new(
-                "subset-name-duplicate",
+ RuleId::SubsetNameDuplicate,
                 &key,
                 format!("spec.subsets[{i}].name"),
                 format!(
@@ -20,7 +20,8 @@ pub fn check(dr: &DestinationRule) -> Vec<Finding> {
                      Istio rejects the DestinationRule; rename or merge them",
                     subset.name
                 ),
-            ));
+            )
+            .about(format!("subset {:?}", subset.name)));
         }
     }
     out

@@ -2,7 +2,7 @@
 //! be there, hosts must resolve where Argo Rollouts thinks they do, and destinations with no role
 //! must not carry weight (the controller deletes them).
 
-use super::{list, Finding};
+use super::{list, Finding, RuleId};
 use crate::model::host::first_label;
 use crate::model::roles::{Role, Roles};
 use crate::model::routes::Selection;
@@ -65,12 +65,13 @@ pub fn check(
 
     for (path, label, dests) in routes {
         let target = format!("VirtualService {vs_name} {label}");
+        let first_of_route = out.len();
         let found = || list(dests.iter().map(describe));
         let has = |role: Role| dests.iter().any(|d| roles.classify(&d.destination) == role);
         if !has(Role::Canary) {
             out.push(
                 Finding::new(
-                    "canary-destination-missing",
+ RuleId::CanaryDestinationMissing,
                     key,
                     path.clone(),
                     format!(
@@ -86,7 +87,7 @@ pub fn check(
         if !has(Role::Stable) {
             out.push(
                 Finding::new(
-                    "stable-destination-missing",
+ RuleId::StableDestinationMissing,
                     key,
                     path.clone(),
                     format!(
@@ -104,7 +105,7 @@ pub fn check(
             match role {
                 Role::Foreign if d.weight.unwrap_or(0) != 0 => out.push(
                     Finding::new(
-                        "foreign-destination",
+ RuleId::ForeignDestination,
                         key,
                         path.clone(),
                         format!(
@@ -115,24 +116,49 @@ pub fn check(
                             d.weight.unwrap_or(0)
                         ),
                     )
-                    .with_target(format!("{target} route[{j}]")),
+                    .with_target(format!("{target} route[{j}]"))
+                    .about(describe(d)),
                 ),
                 Role::Canary | Role::Stable if !roles.subset_mode() || d.destination.subset().is_empty() => {
                     if let Some(problem) = host_form(&d.destination.host, &vs.meta.namespace, &rollout.meta.namespace) {
                         out.push(
                             Finding::new(
-                                "destination-host-form",
+ RuleId::DestinationHostForm,
                                 key,
                                 path.clone(),
                                 format!("destination host {:?} of {label} in VirtualService {vs_name}: {problem}", d.destination.host),
                             )
-                            .with_target(format!("{target} route[{j}]")),
+                            .with_target(format!("{target} route[{j}]"))
+                            .about(describe(d)),
                         );
                     }
                 }
                 _ => {}
             }
         }
+        // The route by what names it (its name, or its TLS/TCP match), not its position.
+        let subject = route_subject(vs, &label);
+        for f in &mut out[first_of_route..] {
+            f.subject = format!("{subject} / {}", f.subject);
+        }
+    }
+}
+
+fn route_subject(vs: &VirtualService, label: &str) -> String {
+    let at = |prefix: &str| {
+        label
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split(']').next())
+            .and_then(|i| i.parse::<usize>().ok())
+    };
+    if let Some(route) = at("spec.http[").and_then(|i| vs.http_routes().get(i)) {
+        format!("http {:?}", route.name())
+    } else if let Some(route) = at("spec.tls[").and_then(|i| vs.tls_routes().get(i)) {
+        format!("tls {:?}", route.matches)
+    } else if let Some(route) = at("spec.tcp[").and_then(|i| vs.tcp_routes().get(i)) {
+        format!("tcp {:?}", route.matches)
+    } else {
+        label.to_string()
     }
 }
 

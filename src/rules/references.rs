@@ -1,6 +1,6 @@
 //! A Rollout against the objects it references: which exist, then the rules of each kind.
 
-use super::{destinations, route_selection, services, subsets, Finding};
+use super::{destinations, route_selection, services, subsets, Finding, RuleId};
 use crate::index::Lookup;
 use crate::model::roles::Roles;
 use crate::model::routes;
@@ -47,7 +47,7 @@ pub fn check(rollout: &Rollout, world: &dyn Lookup) -> Vec<Finding> {
 
 pub(crate) fn missing(key: &ObjectKey, path: String, kind: Kind, ns: &str, name: &str) -> Finding {
     Finding::new(
-        "reference-missing",
+        RuleId::ReferenceMissing,
         key,
         path,
         format!(
@@ -55,6 +55,7 @@ pub(crate) fn missing(key: &ObjectKey, path: String, kind: Kind, ns: &str, name:
              (GitOps may apply it later in the same sync)"
         ),
     )
+    .about(format!("{kind} {ns}/{name}"))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! A Rollout on its own: the mistakes Argo Rollouts would report as `InvalidSpec` at reconcile
 //! time, caught when the Rollout is applied.
 
-use super::{quoted, Finding};
+use super::{quoted, Finding, RuleId};
 use crate::model::rollout::StringMatch;
 use crate::model::{ObjectKey, Rollout};
 
@@ -24,14 +24,14 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
     if let Some(istio) = istio {
         match (&istio.virtual_service, &istio.virtual_services) {
             (Some(_), Some(_)) => out.push(Finding::new(
-                "istio-virtualservice-form",
+ RuleId::IstioVirtualServiceForm,
                 &key,
                 ISTIO,
                 "expected exactly one of virtualService or virtualServices, found both; keep one \
                  (an empty virtualServices list counts as set)",
             )),
             (None, None) => out.push(Finding::new(
-                "istio-virtualservice-form",
+ RuleId::IstioVirtualServiceForm,
                 &key,
                 ISTIO,
                 "expected exactly one of virtualService or virtualServices, found neither; name the \
@@ -47,7 +47,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
                 };
                 let (ns, name) = vs_ref.target(&rollout.meta.namespace);
                 out.push(Finding::new(
-                    "virtualservice-reference-form",
+ RuleId::VirtualServiceReferenceForm,
                     &key,
                     path,
                     format!(
@@ -56,7 +56,8 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
                          segment as the namespace; write \"name.namespace\" with no other dots",
                         vs_ref.name
                     ),
-                ));
+                )
+                .about(&vs_ref.name));
             }
         }
     }
@@ -68,7 +69,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
         for (field, value) in [("stableService", stable_svc), ("canaryService", canary_svc)] {
             if value.is_empty() {
                 out.push(Finding::new(
-                    "services-required",
+ RuleId::ServicesRequired,
                     &key,
                     format!("{CANARY}.{field}"),
                     format!(
@@ -82,7 +83,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
     }
     if !canary_svc.is_empty() && canary_svc == stable_svc {
         out.push(Finding::new(
-            "services-distinct",
+            RuleId::ServicesDistinct,
             &key,
             format!("{CANARY}.stableService"),
             format!(
@@ -94,7 +95,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
     if let Some(pp) = &canary.ping_pong {
         if pp.ping_service == pp.pong_service {
             out.push(Finding::new(
-                "services-distinct",
+ RuleId::ServicesDistinct,
                 &key,
                 format!("{CANARY}.pingPong.pingService"),
                 format!(
@@ -107,7 +108,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
     if let Some(max) = routing.and_then(|r| r.max_traffic_weight) {
         if istio.is_some() {
             out.push(Finding::new(
-                "max-traffic-weight-unsupported",
+ RuleId::MaxTrafficWeightUnsupported,
                 &key,
                 format!("{CANARY}.trafficRouting.maxTrafficWeight"),
                 format!(
@@ -121,10 +122,11 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
     let managed = routing.and_then(|r| r.managed_routes.as_ref());
     for (i, step) in canary.steps.iter().enumerate() {
         let step_path = format!("{CANARY}.steps[{i}]");
+        let first_of_step = out.len();
         if let Some(w) = step.set_weight {
             if !(0..=100).contains(&w) {
                 out.push(Finding::new(
-                    "set-weight-range",
+                    RuleId::SetWeightRange,
                     &key,
                     format!("{step_path}.setWeight"),
                     format!("expected a weight between 0 and 100, found {w}"),
@@ -134,7 +136,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
         if let Some(scale) = &step.set_canary_scale {
             if let Some(w) = scale.weight.filter(|w| !(0..=100).contains(w)) {
                 out.push(Finding::new(
-                    "canary-scale-range",
+                    RuleId::CanaryScaleRange,
                     &key,
                     format!("{step_path}.setCanaryScale.weight"),
                     format!("expected a percentage between 0 and 100, found {w}"),
@@ -142,7 +144,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
             }
             if let Some(n) = scale.replicas.filter(|n| *n < 0) {
                 out.push(Finding::new(
-                    "canary-scale-range",
+                    RuleId::CanaryScaleRange,
                     &key,
                     format!("{step_path}.setCanaryScale.replicas"),
                     format!("expected a replica count of 0 or more, found {n}"),
@@ -152,7 +154,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
         if let Some(mirror) = &step.set_mirror_route {
             if let Some(p) = mirror.percentage.filter(|p| !(0..=100).contains(p)) {
                 out.push(Finding::new(
-                    "mirror-percentage-range",
+                    RuleId::MirrorPercentageRange,
                     &key,
                     format!("{step_path}.setMirrorRoute.percentage"),
                     format!("expected a percentage between 0 and 100, found {p}"),
@@ -177,7 +179,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
                 match &m.header_value {
                     Some(sm) => string_match(&mut out, &key, path, sm),
                     None => out.push(Finding::new(
-                        "header-match-value",
+ RuleId::HeaderMatchValue,
                         &key,
                         path,
                         format!(
@@ -199,7 +201,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
         for (field, name) in route_step.into_iter().flatten() {
             match managed {
                 None if routing.is_some() => out.push(Finding::new(
-                    "managed-routes-required",
+ RuleId::ManagedRoutesRequired,
                     &key,
                     format!("{step_path}.{field}"),
                     format!(
@@ -208,7 +210,7 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
                     ),
                 )),
                 Some(list) if !list.iter().any(|r| r.name == name) => out.push(Finding::new(
-                    "managed-route-undefined",
+ RuleId::ManagedRouteUndefined,
                     &key,
                     format!("{step_path}.{field}.name"),
                     format!(
@@ -220,6 +222,11 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
                 _ => {}
             }
         }
+        // Steps have no names: a step's problems are about its content, wherever it moves.
+        let subject = format!("step {step:?}");
+        for f in &mut out[first_of_step..] {
+            f.subject.clone_from(&subject);
+        }
     }
     out
 }
@@ -228,7 +235,7 @@ fn string_match(out: &mut Vec<Finding>, key: &ObjectKey, path: String, sm: &Stri
     let n = sm.kinds_set();
     if n != 1 {
         out.push(Finding::new(
-            "header-match-value",
+            RuleId::HeaderMatchValue,
             key,
             path,
             format!("expected exactly one of exact, regex or prefix, found {n}"),

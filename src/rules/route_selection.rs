@@ -1,7 +1,7 @@
 //! A Rollout's route lists (`routes`, `tlsRoutes`, `tcpRoutes`, `managedRoutes`) against the
 //! routes its VirtualService defines.
 
-use super::{list, quoted, Finding};
+use super::{list, quoted, Finding, RuleId};
 use crate::model::routes::{RouteProblem, Selection};
 use crate::model::virtualservice::tls_route_identity;
 use crate::model::{ObjectKey, Rollout, VirtualService};
@@ -25,9 +25,27 @@ pub fn check(
         }))
     };
     for problem in &selection.problems {
+        let subject = match problem {
+            RouteProblem::HttpNotFound { name, .. } | RouteProblem::HttpDuplicate { name, .. } => {
+                format!("VirtualService {vs_name} http {name:?}")
+            }
+            RouteProblem::TlsNotFound { index, .. } => {
+                format!(
+                    "VirtualService {vs_name} tls {}",
+                    vs_tls_ref(rollout, base, *index)
+                )
+            }
+            RouteProblem::TcpNotFound { index } => {
+                format!(
+                    "VirtualService {vs_name} tcp port {}",
+                    vs_tcp_port(rollout, base, *index)
+                )
+            }
+            _ => format!("VirtualService {vs_name}"),
+        };
         out.push(match problem {
             RouteProblem::HttpNotFound { index, name } => Finding::new(
-                "http-route-not-found",
+ RuleId::HttpRouteNotFound,
                 key,
                 format!("{base}.routes[{index}]"),
                 format!(
@@ -37,7 +55,7 @@ pub fn check(
                 ),
             ),
             RouteProblem::HttpDuplicate { index, name } => Finding::new(
-                "http-route-ambiguous",
+ RuleId::HttpRouteAmbiguous,
                 key,
                 format!("{base}.routes[{index}]"),
                 format!(
@@ -46,7 +64,7 @@ pub fn check(
                 ),
             ),
             RouteProblem::HttpAmbiguous { candidates } => Finding::new(
-                "http-route-ambiguous",
+ RuleId::HttpRouteAmbiguous,
                 key,
                 format!("{base}.routes"),
                 format!(
@@ -71,7 +89,7 @@ pub fn check(
                     None => String::new(),
                 };
                 Finding::new(
-                    "tls-route-not-found",
+ RuleId::TlsRouteNotFound,
                     key,
                     format!("{base}.tlsRoutes[{index}]"),
                     format!(
@@ -81,7 +99,7 @@ pub fn check(
                 )
             }
             RouteProblem::TlsAmbiguous { count } => Finding::new(
-                "tls-route-ambiguous",
+ RuleId::TlsRouteAmbiguous,
                 key,
                 format!("{base}.tlsRoutes"),
                 format!(
@@ -97,7 +115,7 @@ pub fn check(
                     .map(|r| crate::model::virtualservice::tcp_route_port(r).map_or("(several)".into(), |p| p.to_string()))
                     .collect();
                 Finding::new(
-                    "tcp-route-not-found",
+ RuleId::TcpRouteNotFound,
                     key,
                     format!("{base}.tcpRoutes[{index}]"),
                     format!(
@@ -108,7 +126,7 @@ pub fn check(
                 )
             }
             RouteProblem::TcpAmbiguous { count } => Finding::new(
-                "tcp-route-ambiguous",
+ RuleId::TcpRouteAmbiguous,
                 key,
                 format!("{base}.tcpRoutes"),
                 format!(
@@ -117,7 +135,7 @@ pub fn check(
                 ),
             ),
             RouteProblem::ListIgnored { field, vs_field } => Finding::new(
-                "route-list-ignored",
+ RuleId::RouteListIgnored,
                 key,
                 format!("{base}.{field}"),
                 format!(
@@ -125,7 +143,8 @@ pub fn check(
                      list, so nothing checks or patches those routes"
                 ),
             ),
-        });
+        }
+        .about(subject));
     }
 
     let managed = rollout
@@ -143,7 +162,7 @@ pub fn check(
             }
             out.push(
                 Finding::new(
-                    "managed-route-collision",
+ RuleId::ManagedRouteCollision,
                     key,
                     format!("spec.strategy.canary.trafficRouting.managedRoutes[{i}]"),
                     format!(
@@ -153,7 +172,8 @@ pub fn check(
                         m.name
                     ),
                 )
-                .with_target(format!("VirtualService {vs_name}")),
+                .with_target(format!("VirtualService {vs_name}"))
+                .about(format!("managed route {:?}", m.name)),
             );
         }
     }

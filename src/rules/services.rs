@@ -3,7 +3,7 @@
 //! another Rollout.
 
 use super::references::missing;
-use super::Finding;
+use super::{Finding, RuleId};
 use crate::index::Lookup;
 use crate::model::{Kind, ObjectKey, Rollout, POD_TEMPLATE_HASH};
 
@@ -44,7 +44,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
                 .collect();
             if !mismatched.is_empty() {
                 out.push(Finding::new(
-                    "service-selector-mismatch",
+ RuleId::ServiceSelectorMismatch,
                     key,
                     path.clone(),
                     format!(
@@ -62,7 +62,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
             .filter(|o| *o != rollout.meta.name)
         {
             out.push(Finding::new(
-                "service-managed-by-other-rollout",
+ RuleId::ServiceManagedByOtherRollout,
                 key,
                 path,
                 format!(

@@ -1,9 +1,13 @@
-//! A subset-level Rollout against its DestinationRule: the canary, stable and additional subsets
-//! must exist (Argo Rollouts never checks), and the DestinationRule must be for the host the
-//! VirtualService routes to.
+//! A subset-level Rollout against its DestinationRule: the canary and stable subsets must exist
+//! (Argo Rollouts never checks; deliberately stricter, see README.md), and the DestinationRule must
+//! be for the host the VirtualService routes to.
+//!
+//! `additionalSubsetNames` are not looked for here: they live in DestinationRules of their own
+//! (Argo Rollouts' istio.md, "Additional Subset DestinationRule's"), and the controller removes
+//! every other subset from the canary/stable DestinationRule.
 
 use super::references::{missing, vs_ref_path, ISTIO};
-use super::{quoted, Finding};
+use super::{quoted, Finding, RuleId};
 use crate::index::Lookup;
 use crate::model::host::expand_short_name;
 use crate::model::roles::{Role, Roles};
@@ -35,24 +39,17 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
             "stableSubsetName".to_string(),
             dr_ref.stable_subset_name.as_str(),
         ),
-    ]
-    .into_iter()
-    .chain(
-        dr_ref
-            .additional_subset_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (format!("additionalSubsetNames[{i}]"), n.as_str())),
-    );
+    ];
     for (field, subset) in wanted {
         if !dr.has_subset(subset) {
             out.push(Finding::new(
-                "destinationrule-subset-missing",
+ RuleId::DestinationRuleSubsetMissing,
                 key,
                 format!("{ISTIO}.destinationRule.{field}"),
                 format!(
                     "expected subset {subset:?} in DestinationRule {ns}/{}, found none; its subsets are {}; add \
-                     the subset (the controller sets its rollouts-pod-template-hash label)",
+                     the subset (the controller sets its rollouts-pod-template-hash label). Argo Rollouts does not \
+                     check this: traffic the VirtualService sends to a missing subset fails with 503",
                     dr.meta.name,
                     quoted(dr.subset_names())
                 ),
@@ -96,7 +93,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
             {
                 out.push(
                     Finding::new(
-                        "destinationrule-host-mismatch",
+ RuleId::DestinationRuleHostMismatch,
                         key,
                         format!("{}.name", vs_ref_path(i)),
                         format!(
@@ -149,19 +146,33 @@ mod tests {
     fn subset_missing_lists_what_exists() {
         let w = index(vec![vs("app"), dr("app-dr", "app", &["stable", "v2"])]);
         let f = check(&subset_rollout(), &w);
-        assert_eq!(
-            rules_of(&f),
-            [
-                "destinationrule-subset-missing",
-                "destinationrule-subset-missing"
-            ]
-        );
+        assert_eq!(rules_of(&f), ["destinationrule-subset-missing"]);
         assert!(
             f[0].message.contains("[\"stable\", \"v2\"]"),
             "{}",
             f[0].message
         );
-        assert!(f[1].path.ends_with("additionalSubsetNames[0]"));
+        assert!(f[0].path.ends_with("canarySubsetName"));
+    }
+
+    /// Argo Rollouts' istio.md, "Additional Subset DestinationRule's": the additional subset lives
+    /// in a DestinationRule of its own host; the canary/stable one holds only canary and stable.
+    #[test]
+    fn additional_subsets_in_their_own_destinationrule_are_accepted() {
+        let vs = object(vs_doc(
+            "app-vs",
+            json!({"hosts": ["app"], "http": [{"name": "primary", "route": [
+            {"destination": {"host": "app", "subset": "stable"}, "weight": 90},
+            {"destination": {"host": "app", "subset": "canary"}, "weight": 0},
+            {"destination": {"host": "app-extra", "subset": "extra"}, "weight": 10}]}]}),
+        ));
+        let w = index(vec![
+            vs,
+            dr("app-dr", "app", &["canary", "stable"]),
+            dr("app-extra-dr", "app-extra", &["extra"]),
+        ]);
+        let f = check(&subset_rollout(), &w);
+        assert!(f.is_empty(), "{f:?}");
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   estimate alone exceeds the budget gets 413; one that cannot get its share within
 //!   `request_timeout` gets 503.
 
-use crate::admission::{self, Context, Policy, Webhook};
+use crate::admission::confirm::LiveRead;
+use crate::admission::{self, Policy, Webhook};
 use crate::index::SharedIndex;
 use crate::metrics::{DecisionLabel, Metrics};
 use crate::source::SourceStatus;
@@ -32,6 +33,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 pub const DEFAULT_MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 /// Under the webhooks' `timeoutSeconds: 5`, leaving the API server time to read the answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(3500);
+/// Well inside the answer deadline: a denial is confirmed or turned into warnings in time.
+pub const DEFAULT_CONFIRM_BUDGET: Duration = Duration::from_secs(1);
 /// Memory for the requests in flight (bodies and their parsed JSON, estimated): with the state
 /// of 50,000 objects and the runtime this stays well under the Deployment's 256 MiB limit.
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 96 * 1024 * 1024;
@@ -48,6 +51,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Budget shared by the requests being read and decided (see the module docs).
     pub max_inflight_bytes: usize,
+    /// Time to read a denial's objects again from the API server (`--confirm-timeout`).
+    pub confirm_budget: Duration,
 }
 
 impl Default for Limits {
@@ -56,6 +61,7 @@ impl Default for Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            confirm_budget: DEFAULT_CONFIRM_BUDGET,
         }
     }
 }
@@ -87,6 +93,8 @@ pub struct AppState(Arc<Shared>);
 
 struct Shared {
     index: SharedIndex,
+    /// Reads objects from the API server to confirm a cross-object denial (kube source only).
+    live: Option<Arc<dyn LiveRead>>,
     policy: Policy,
     status: Arc<SourceStatus>,
     metrics: Arc<Metrics>,
@@ -107,6 +115,7 @@ impl AppState {
         let budget_kib = kib(limits.max_inflight_bytes).clamp(1, Semaphore::MAX_PERMITS);
         AppState(Arc::new(Shared {
             index,
+            live: None,
             policy,
             status,
             metrics,
@@ -114,6 +123,19 @@ impl AppState {
             budget: Semaphore::new(budget_kib),
             budget_kib,
         }))
+    }
+}
+
+impl AppState {
+    /// Confirm cross-object denials with `live` before they are given (the kube source's reader).
+    pub fn with_live_reader(self, live: Option<Arc<dyn LiveRead>>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut shared) => {
+                shared.live = live;
+                AppState(Arc::new(shared))
+            }
+            Err(shared) => AppState(shared),
+        }
     }
 }
 
@@ -238,15 +260,17 @@ async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Bo
         Ok(b) => b,
         Err(err) => return refuse(shared, webhook, err, started),
     };
-    let reply = {
-        let index = shared.index.snapshot();
-        let ctx = Context {
-            index: &*index,
-            policy: &shared.policy,
-            stale: shared.status.is_stale(),
-        };
-        admission::handle(webhook, &bytes, &ctx)
-    };
+    // The body is read; from here on the decision works on one immutable snapshot of the index.
+    let reply = admission::handle_live(
+        webhook,
+        &bytes,
+        shared.index.snapshot(),
+        &shared.policy,
+        shared.status.is_stale(),
+        shared.live.as_deref(),
+        shared.limits.confirm_budget,
+    )
+    .await;
     let elapsed = started.elapsed();
     shared.metrics.observe(&reply.outcome, elapsed);
     let o = &reply.outcome;
