@@ -349,7 +349,7 @@ fn an_unreadable_version_keeps_the_last_good_one_in_both_sources() {
     for index in [folder.index.snapshot(), cluster.index.snapshot()] {
         assert_eq!(
             index.rollouts_referencing(&checkout_vs),
-            [rollout_key.clone()]
+            std::slice::from_ref(&rollout_key)
         );
     }
 }

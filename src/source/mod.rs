@@ -1,6 +1,10 @@
 //! Sources feed the index: `files` (YAML read from a folder, re-read on change) and `kube`
-//! (kube-rs watchers). The server learns from [`SourceStatus`] when the state is loaded (readiness)
-//! and whether it is stale (a watch broken for longer than `--stale-after`).
+//! (kube-rs watchers), both writing through [`feed::FeedWriter`]. The server learns from
+//! [`SourceStatus`] when the state is loaded (readiness) and whether it is stale (a watch broken
+//! for longer than `--stale-after`); the kube source also gives it a [`LiveRead`] for confirming
+//! cross-object denials.
+//!
+//! [`LiveRead`]: crate::admission::confirm::LiveRead
 
 pub mod feed;
 pub mod files;
