@@ -62,7 +62,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         status.clone(),
         metrics.clone(),
     )
-    .await?;
+    .await?
+    .task;
 
     let shutdown = CancellationToken::new();
     let admin_stop = CancellationToken::new();
