@@ -337,6 +337,7 @@ async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Bo
         exempt = o.exempt,
         skipped = o.skipped,
         dry_run = o.dry_run,
+        confirmation = o.confirmation.map_or("", |c| c.as_str()),
         error = o.error.as_deref().unwrap_or(""),
         micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "admission"

@@ -128,6 +128,8 @@ sleep 1
 kubectl apply -f "$M/base.yaml" >/dev/null || die "cannot apply the base objects"
 settle
 
+metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v m="$1" '$1==m {print $2}'; }
+
 # --- (a) references are checked at apply time --------------------------------------------------
 expect_fail "(a) a new Rollout naming a route the live VirtualService lacks is refused" "http-route-not-found" \
   kubectl apply -f <(render rollout.yaml primry)
@@ -157,6 +159,9 @@ expect_fail "(c) a VirtualService change of another application that breaks the 
   kubectl apply -f <(render vs-git.yaml other | sed 's|^metadata: {name: checkout, namespace: shop}|metadata: {name: checkout, namespace: shop, annotations: {argocd.argoproj.io/tracking-id: "mesh:networking.istio.io/VirtualService:shop/checkout"}}|')
 expect_ok "(c) ... the same change from a writer without a marker is a warning (it may be half of a sync)" "breaks-rollout" \
   kubectl apply --dry-run=server -f <(render vs-git.yaml other)
+# Both denials above ((a)'s wrong route, (c)) were read again from the API server before they were given.
+expect_eq "(c) ... each denial was confirmed with the API server first" "2" \
+  metric 'rollout_guard_admission_confirmations_total{result="confirmed"}'
 
 # --- (d) GitOps re-apply mid-canary keeps the controller's weights ----------------------------
 kubectl patch rollout checkout -n shop --subresource=status --type=merge -p \
@@ -213,7 +218,6 @@ live_vs=$(kubectl get virtualservice checkout -n shop -o json)
 # Renamed by another Argo CD application than the Rollout's: denied while the state is fresh.
 renamed_vs=$(echo "$live_vs" | python3 -c 'import json,sys; v=json.load(sys.stdin); v["spec"]["http"][0]["name"]="renamed"; v["metadata"].setdefault("annotations",{})["argocd.argoproj.io/tracking-id"]="mesh:networking.istio.io/VirtualService:shop/checkout"; print(json.dumps(v))')
 git_vs=$(echo "$live_vs" | python3 -c 'import json,sys; v=json.load(sys.stdin); r=v["spec"]["http"][0]["route"]; r[0]["weight"]=100; r[1]["weight"]=0; print(json.dumps(v))')
-metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 expect_eq "(j) fresh: a breaking VirtualService review is denied" "False" \
   sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$renamed_vs' '$live_vs' | post validate | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"response\"][\"allowed\"])'"
 # until SECONDS CMD...: polls CMD (every 0.2 s) until it succeeds; fails after SECONDS.
