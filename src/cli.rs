@@ -19,6 +19,10 @@ pub struct Cli {
     /// Log format (logs go to stderr; the level comes from RUST_LOG, default info).
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
+    /// How a VirtualService reference with dots is read, as this Argo Rollouts release reads it
+    /// (lint and serve alike; messages say which reading was used).
+    #[arg(long, value_enum, default_value = "1.10", global = true)]
+    pub argo_rollouts_version: crate::model::rollout::ArgoVersion,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -105,6 +109,10 @@ pub struct ServeArgs {
     /// A watch broken for longer than this makes the state stale (e.g. 60s, 2m, 500ms).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub stale_after: Duration,
+    /// Kube source: a watch that failed and has not relisted within this is torn down and started
+    /// again on a fresh connection.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub relist_deadline: Duration,
     /// Answer within this, body reading included (keep it under the webhooks' timeoutSeconds).
     #[arg(long, value_name = "DURATION", default_value = "3500ms", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -151,6 +159,7 @@ impl ServeArgs {
                 manifests: self.manifests,
                 namespaces: nonempty(self.namespaces),
                 poll_interval: self.reload_interval,
+                relist_deadline: self.relist_deadline,
             },
             policy: Policy {
                 mode: self.mode,
@@ -265,6 +274,7 @@ mod tests {
         assert_eq!(a.exempt_users, [DEFAULT_EXEMPT_USER]);
         assert!(a.exempt_groups.is_empty() && a.namespaces.is_empty());
         assert_eq!(a.stale_after, Duration::from_secs(60));
+        assert_eq!(a.relist_deadline, Duration::from_secs(10));
         let config = a.into_config();
         assert!(config.limits.request_timeout < Duration::from_secs(4));
         assert_eq!(config.conn.header_read_timeout, Duration::from_secs(10));

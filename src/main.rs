@@ -9,6 +9,7 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    rollout_guard::model::rollout::set_argo_version(cli.argo_rollouts_version);
     let code = match cli.command {
         Command::Lint { paths, output } => lint::run(
             &paths,

@@ -168,6 +168,7 @@ pub struct Metrics {
     confirmations: Family<ResultLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
     source_errors: Counter,
+    feed_restarts: Family<KindLabels, Counter>,
     index_objects: Family<KindLabels, Gauge>,
     stale: Gauge,
     broken_seconds: Gauge<f64, AtomicU64>,
@@ -244,8 +245,14 @@ impl Metrics {
         let source_errors = Counter::default();
         registry.register(
             "source_errors",
-            "Manifests or folders the state source could not read",
+            "Manifests, folders or watched objects the state source could not read",
             source_errors.clone(),
+        );
+        let feed_restarts = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "feed_restarts",
+            "Watchers torn down and started again (no relist within --relist-deadline), by kind",
+            feed_restarts.clone(),
         );
         let index_objects = Family::<KindLabels, Gauge>::default();
         registry.register(
@@ -277,6 +284,7 @@ impl Metrics {
             confirmations,
             tls_reloads,
             source_errors,
+            feed_restarts,
             index_objects,
             stale,
             broken_seconds,
@@ -349,6 +357,14 @@ impl Metrics {
         self.source_errors.inc();
     }
 
+    pub fn feed_restart(&self, kind: Kind) {
+        self.feed_restarts
+            .get_or_create(&KindLabels {
+                kind: KindLabel::Known(kind),
+            })
+            .inc();
+    }
+
     /// Refreshes the gauges that describe the state, then encodes everything (OpenMetrics text).
     pub fn encode(&self, index: &Index, status: &SourceStatus) -> String {
         for kind in Kind::ALL {
@@ -408,6 +424,7 @@ mod tests {
         m.observe_refused(Webhook::Mutate, DecisionLabel::TooLarge, Duration::ZERO);
         m.tls_reload(false);
         m.source_error();
+        m.feed_restart(Kind::DestinationRule);
         let status = SourceStatus::new(Duration::from_secs(60));
         let text = m.encode(&Index::new(), &status);
         for line in [
@@ -421,6 +438,7 @@ mod tests {
             r#"rollout_guard_admission_degraded_total{reason="unconfirmed"} 2"#,
             r#"rollout_guard_admission_confirmations_total{result="failed"} 2"#,
             r#"rollout_guard_source_errors_total 1"#,
+            r#"rollout_guard_feed_restarts_total{kind="DestinationRule"} 1"#,
             r#"rollout_guard_index_objects{kind="VirtualService"} 0"#,
             r#"rollout_guard_state_stale 0"#,
             r#"rollout_guard_admission_duration_seconds_count{webhook="validate"} 2"#,

@@ -3,8 +3,10 @@
 //! garbage and plain HTTP on the TLS port. Every case checks that a well-behaved client is served
 //! afterwards (and while the hostile ones are connected).
 //!
-//! Covered elsewhere, not repeated here: bodies over the limit over HTTP/1.1 (413 by
-//! Content-Length and by a chunked stream), malformed and truncated bodies, a TLS 1.0/1.1
+//! Bodies over the default limit get 413 over HTTP/1.1 and HTTP/2, declared or streamed, while
+//! the client is still sending (`bodies_over_the_default_limit_get_413_over_http1_and_h2`).
+//! Covered elsewhere, not repeated here: a head-only HTTP/1.1 request declaring 64 MiB and a
+//! chunked one (tests/tls.rs), malformed and truncated bodies, a TLS 1.0/1.1
 //! ClientHello, "not HTTP" inside TLS (tests/tls.rs `bad_bodies_do_not_stop_the_server`,
 //! `tls10_and_tls11_are_impossible`); a body that never arrives (408) and every prefix of a review
 //! (tests/router.rs); broken and deleted certificate files (tests/tls.rs); SIGTERM with requests
@@ -18,7 +20,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rollout_guard::server::https::{self, ConnOptions};
-use rollout_guard::server::router::Limits;
+use rollout_guard::server::router::{Limits, DEFAULT_MAX_BODY_BYTES};
 use rollout_guard::server::tls::CertFiles;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -333,6 +335,138 @@ async fn http2_is_served_and_bodies_over_the_limit_get_413_on_their_stream_only(
         .collect::<Vec<_>>()
         .await;
     assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
+    served(&pki, server.addr).await;
+    server.stop().await;
+}
+
+/// A request body for clients of either protocol.
+type AnyBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// `len` bytes in 64 KiB frames, and a receiver that gets `()` once the client has taken the
+/// last one to send, or an error as soon as the body is dropped before that (the server cut the
+/// upload off: a reset stream or a closed connection). (With a declared length the client never
+/// asks for the end of the body, so the last frame is the signal.)
+fn upload(len: usize) -> (AnyBody, tokio::sync::oneshot::Receiver<()>) {
+    let (sent, finished) = tokio::sync::oneshot::channel();
+    let mut sent = Some(sent);
+    let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+    let count = len.div_ceil(64 * 1024);
+    let frames = (1..=count).map(move |i| {
+        if i == count {
+            if let Some(sent) = sent.take() {
+                let _ = sent.send(());
+            }
+        }
+        Ok::<_, std::io::Error>(Frame::data(chunk.clone()))
+    });
+    let body = BodyExt::boxed(StreamBody::new(futures::stream::iter(frames)));
+    (body, finished)
+}
+
+/// One connection with hyper's client, HTTP/2 or HTTP/1.1 (chosen by ALPN).
+enum Client {
+    H1(hyper::client::conn::http1::SendRequest<AnyBody>),
+    H2(hyper::client::conn::http2::SendRequest<AnyBody>),
+}
+
+impl Client {
+    async fn connect(pki: &Pki, addr: SocketAddr, h2: bool) -> Client {
+        let connector = if h2 {
+            h2_connector(pki)
+        } else {
+            default_connector(pki)
+        };
+        let io = TokioIo::new(connect(&connector, addr, NAME).await.unwrap());
+        if h2 {
+            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            Client::H2(sender)
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Client::H1(sender)
+        }
+    }
+
+    /// POSTs `body` to `/validate`, with `Content-Length` when `length` is given (HTTP/1.1
+    /// chunked or HTTP/2 without `content-length` otherwise): the status and body of the
+    /// answer, or what went wrong instead.
+    async fn post(
+        &mut self,
+        body: AnyBody,
+        length: Option<usize>,
+    ) -> Result<(u16, String), String> {
+        let mut request = hyper::Request::post(format!("https://{NAME}/validate"))
+            .header("host", NAME)
+            .header("content-type", "application/json");
+        if let Some(length) = length {
+            request = request.header("content-length", length);
+        }
+        let request = request.body(body).map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = match self {
+                Client::H1(sender) => {
+                    sender.ready().await?;
+                    sender.send_request(request).await?
+                }
+                Client::H2(sender) => sender.send_request(request).await?,
+            };
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, String::from_utf8_lossy(&body).to_string()))
+        };
+        match tokio::time::timeout(STEP, exchange).await {
+            Err(_) => Err("no answer in time".into()),
+            Ok(Err(e)) => Err(format!("{e:?}")),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+}
+
+/// At the default limit (7 MiB) a client sending 8 MiB gets its 413 over HTTP/1.1 and HTTP/2,
+/// with its length declared or not, and may finish sending: the server reads the rest and
+/// discards it rather than cutting the upload off under the answer (before, HTTP/1.1 with a
+/// declared length saw a broken pipe instead of the 413, and HTTP/2 reset the stream mid-upload,
+/// which curl 7.88 reports as "Stream error in the HTTP/2 framing layer" with no status). The
+/// connection then serves the next request. Bodies larger than the flow-control windows and the
+/// socket buffers are what matters: the client is still sending when the answer is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_default_limit_get_413_over_http1_and_h2() {
+    let pki = Pki::new("test CA");
+    let (server, _dir) = start(&pki, ConnOptions::default(), Limits::default()).await;
+    let over = DEFAULT_MAX_BODY_BYTES + 1024 * 1024;
+    let valid = fixture("rollout-create-valid.json");
+    let mut failures = Vec::new();
+    for h2 in [false, true] {
+        let protocol = if h2 { "HTTP/2" } else { "HTTP/1.1" };
+        let mut client = Client::connect(&pki, server.addr, h2).await;
+        for (shape, length) in [("declared", Some(over)), ("streamed", None)] {
+            let (body, finished) = upload(over);
+            match client.post(body, length).await {
+                Ok((413, text)) if text.contains("too large") => {}
+                other => failures.push(format!("{protocol} {shape}: {other:?}")),
+            }
+            match tokio::time::timeout(STEP, finished).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    failures.push(format!("{protocol} {shape}: the upload was cut off"));
+                    client = Client::connect(&pki, server.addr, h2).await;
+                    continue;
+                }
+                Err(_) => panic!("{protocol} {shape}: the upload neither finished nor failed"),
+            }
+            let body = Full::new(Bytes::from(valid.clone()))
+                .map_err(|never| match never {})
+                .boxed();
+            match client.post(body, Some(valid.len())).await {
+                Ok((200, _)) => {}
+                other => failures.push(format!("{protocol} {shape}, the next request: {other:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
     served(&pki, server.addr).await;
     server.stop().await;
 }

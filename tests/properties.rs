@@ -99,8 +99,9 @@ fn without_owned(mut v: Value) -> Value {
     v
 }
 
-fn apply(doc: &Value, ops: &[Value]) -> Value {
-    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops.to_vec())).unwrap();
+fn apply(doc: &Value, ops: &[json_patch::PatchOperation]) -> Value {
+    let text = serde_json::to_string(ops).unwrap();
+    let patch: json_patch::Patch = serde_json::from_str(&text).unwrap();
     let mut out = doc.clone();
     json_patch::patch(&mut out, &patch).unwrap();
     out

@@ -3,9 +3,12 @@
 
 use crate::model::Kind;
 use base64::Engine;
+use json_patch::PatchOperation;
+use kube::core::admission::{AdmissionResponse, META_KIND};
+use kube::core::{Status, TypeMeta};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
@@ -229,8 +232,8 @@ pub struct Verdict {
     /// The denial message (status.message).
     pub message: Option<String>,
     pub warnings: Vec<String>,
-    /// JSONPatch operations; empty means no patch.
-    pub patch: Vec<Value>,
+    /// JSONPatch operations (RFC 6902), in order; empty means no patch.
+    pub patch: Vec<PatchOperation>,
 }
 
 impl Verdict {
@@ -269,33 +272,121 @@ pub fn shorten(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Serialises the AdmissionReview response.
+/// Serialises the AdmissionReview response, in the `apiVersion` the request used.
+///
+/// Built with kube-core's [`AdmissionResponse`] and [`AdmissionReview`]; two fields are then put
+/// in the form the API server itself writes (its Go types, `k8s.io/api/admission/v1`):
+/// - `patch` is `[]byte`, which JSON carries as a base64 string. kube-core serialises its
+///   `Vec<u8>` as an array of numbers, which Go also decodes but which is three times longer.
+/// - `status` (`*metav1.Status`) only on a denial: kube-core always writes it, `{}` when allowed.
+///
+/// Never a malformed review: whatever cannot be encoded falls back to a minimal valid answer
+/// with the uid copied (see [`fallback`]).
 pub fn respond(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
-    let mut response = json!({"uid": uid, "allowed": verdict.allowed});
-    if let Some(message) = &verdict.message {
-        response["status"] = json!({"code": 403, "reason": "Forbidden", "message": message});
-    }
-    if !verdict.warnings.is_empty() {
-        let warnings: Vec<String> = verdict
-            .warnings
-            .iter()
-            .map(|w| shorten(w, MAX_WARNING_LEN))
-            .collect();
-        response["warnings"] = json!(warnings);
-    }
+    let mut response = build(api_version, uid, verdict);
+    // Encoded below, as base64.
+    let patch = response.patch.take();
+    let review = response.into_review();
+    let encoded = serde_json::to_value(&review).and_then(|mut v| {
+        if let Some(response) = v.get_mut("response").and_then(Value::as_object_mut) {
+            if verdict.message.is_none() {
+                response.remove("status");
+            }
+            if let Some(patch) = &patch {
+                let patch = base64::engine::general_purpose::STANDARD.encode(patch);
+                response.insert("patch".to_string(), Value::String(patch));
+            }
+        }
+        serde_json::to_vec(&v)
+    });
+    finish(api_version, uid, verdict, encoded)
+}
+
+/// The typed response. A patch that cannot be serialised is left out, with a warning: the
+/// request is then allowed unchanged, as when nothing could be restored.
+fn build(api_version: &str, uid: &str, verdict: &Verdict) -> AdmissionResponse {
+    // `AdmissionResponse` is `#[non_exhaustive]` and its other constructor wants a typed
+    // `AdmissionRequest` (read leniently here instead, see [`parse`]); every public field is set
+    // below, and `patchType` through `with_patch`.
+    let mut response = AdmissionResponse::invalid("");
+    response.types = TypeMeta {
+        api_version: api_version.to_string(),
+        kind: META_KIND.to_string(),
+    };
+    response.uid = uid.to_string();
+    response.allowed = verdict.allowed;
+    response.result = match &verdict.message {
+        Some(message) => Status {
+            code: 403,
+            reason: "Forbidden".to_string(),
+            message: message.clone(),
+            ..Status::default()
+        },
+        None => Status::default(),
+    };
+    let mut warnings: Vec<String> = verdict
+        .warnings
+        .iter()
+        .map(|w| shorten(w, MAX_WARNING_LEN))
+        .collect();
     if !verdict.patch.is_empty() {
-        let patch = serde_json::to_vec(&verdict.patch).unwrap_or_default();
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
+        let patch = json_patch::Patch(verdict.patch.clone());
+        match response.clone().with_patch(patch) {
+            Ok(patched) => response = patched,
+            Err(err) => warnings.push(shorten(
+                &format!("rollout-guard: nothing restored: the patch cannot be encoded ({err})"),
+                MAX_WARNING_LEN,
+            )),
+        }
     }
-    let review =
-        json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response});
-    serde_json::to_vec(&review).unwrap_or_default()
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response
+}
+
+/// The encoded review, or when encoding failed the minimal valid one.
+fn finish(
+    api_version: &str,
+    uid: &str,
+    verdict: &Verdict,
+    encoded: Result<Vec<u8>, serde_json::Error>,
+) -> Vec<u8> {
+    match encoded {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::error!(uid, error = %err, "AdmissionReview response cannot be encoded; answering with a minimal one");
+            fallback(api_version, uid, verdict.allowed)
+        }
+    }
+}
+
+/// A minimal valid AdmissionReview: uid, allowed and, on a denial, a fixed reason; no patch. Its
+/// only variable parts are the uid (escaped by serde_json, which cannot fail on a string) and
+/// the apiVersion (one of two constants).
+fn fallback(api_version: &str, uid: &str, allowed: bool) -> Vec<u8> {
+    let api_version = if api_version == "admission.k8s.io/v1beta1" {
+        "admission.k8s.io/v1beta1"
+    } else {
+        "admission.k8s.io/v1"
+    };
+    let uid = serde_json::to_string(uid).unwrap_or_else(|_| "\"\"".to_string());
+    let status = if allowed {
+        String::new()
+    } else {
+        r#","status":{"code":403,"reason":"Forbidden","message":"denied by rollout-guard (the full answer could not be encoded; see its log)"}"#
+            .to_string()
+    };
+    format!(
+        r#"{{"apiVersion":"{api_version}","kind":"AdmissionReview","response":{{"uid":{uid},"allowed":{allowed}{status}}}}}"#
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// The typed fast path and the lenient path read the same request from every body the
     /// typed one accepts.
@@ -356,25 +447,123 @@ mod tests {
         assert!(r.object.is_some() && r.old_object.is_none());
     }
 
+    fn answer(api_version: &str, verdict: &Verdict) -> Value {
+        serde_json::from_slice(&respond(api_version, "u-1", verdict)).expect("valid JSON")
+    }
+
+    fn replace_a() -> PatchOperation {
+        PatchOperation::Replace(json_patch::ReplaceOperation {
+            path: json_patch::jsonptr::PointerBuf::from_tokens(["a/b"]),
+            value: json!(1),
+        })
+    }
+
+    /// The whole answer, field by field, as the API server reads it.
     #[test]
-    fn response_shape() {
-        let v = Verdict {
+    fn response_wire_form() {
+        assert_eq!(
+            answer("admission.k8s.io/v1", &Verdict::allow()),
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": "u-1", "allowed": true}})
+        );
+        assert_eq!(
+            answer(
+                "admission.k8s.io/v1",
+                &Verdict::deny("no".into()).with_warning("w")
+            ),
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": "u-1", "allowed": false, "warnings": ["w"],
+                    "status": {"code": 403, "reason": "Forbidden", "message": "no"}}})
+        );
+        let patched = Verdict {
             allowed: true,
             message: None,
-            warnings: vec!["x".repeat(300)],
-            patch: vec![json!({"op": "replace", "path": "/a", "value": 1})],
+            warnings: vec!["x".repeat(300), "é".repeat(200)],
+            patch: vec![replace_a()],
         };
-        let out: Value = serde_json::from_slice(&respond("admission.k8s.io/v1", "u", &v)).unwrap();
-        assert_eq!(out["response"]["uid"], "u");
-        assert_eq!(out["response"]["patchType"], "JSONPatch");
-        assert!(out["response"]["warnings"][0].as_str().unwrap().len() <= MAX_WARNING_LEN);
-        let denied: Value = serde_json::from_slice(&respond(
-            "admission.k8s.io/v1",
-            "u",
-            &Verdict::deny("no".into()),
-        ))
-        .unwrap();
-        assert_eq!(denied["response"]["allowed"], false);
-        assert_eq!(denied["response"]["status"]["message"], "no");
+        let out = answer("admission.k8s.io/v1", &patched);
+        let patch = base64::engine::general_purpose::STANDARD
+            .encode(br#"[{"op":"replace","path":"/a~1b","value":1}]"#);
+        let warnings = &out["response"]["warnings"];
+        assert_eq!(
+            out,
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "response": {"uid": "u-1", "allowed": true, "patchType": "JSONPatch", "patch": patch,
+                    "warnings": warnings}})
+        );
+        for (w, sent) in warnings.as_array().unwrap().iter().zip(&patched.warnings) {
+            let w = w.as_str().unwrap();
+            assert!(w.len() <= MAX_WARNING_LEN && w.ends_with('…'), "{w}");
+            assert!(sent.starts_with(w.trim_end_matches('…')));
+        }
+    }
+
+    /// The answer is in the apiVersion the request used (only v1 and v1beta1 exist).
+    #[test]
+    fn the_api_version_is_echoed() {
+        for (sent, answered) in [
+            ("admission.k8s.io/v1beta1", "admission.k8s.io/v1beta1"),
+            ("admission.k8s.io/v1", "admission.k8s.io/v1"),
+        ] {
+            let out = answer(sent, &Verdict::deny("no".into()));
+            assert_eq!(out["apiVersion"], answered);
+            assert_eq!(out["response"]["status"]["code"], 403);
+        }
+        let r = parse(br#"{"apiVersion":"admission.k8s.io/v2","request":{"uid":"u"}}"#).unwrap();
+        assert_eq!(r.api_version, "admission.k8s.io/v1");
+    }
+
+    /// When the answer cannot be encoded, a minimal valid one goes out: uid copied, the verdict
+    /// kept, nothing else.
+    #[test]
+    fn an_answer_that_cannot_be_encoded_falls_back_to_a_minimal_valid_one() {
+        let failed = || Err(<serde_json::Error as serde::ser::Error>::custom("boom"));
+        let uid = "quote\" back\\slash \u{1} ✓";
+        for (verdict, api_version) in [
+            (Verdict::allow(), "admission.k8s.io/v1"),
+            (Verdict::deny("no".into()), "admission.k8s.io/v1beta1"),
+            (
+                Verdict {
+                    patch: vec![replace_a()],
+                    ..Verdict::allow().with_warning("w")
+                },
+                "something else",
+            ),
+        ] {
+            let body = finish(api_version, uid, &verdict, failed());
+            let out: Value = serde_json::from_slice(&body).expect("valid JSON");
+            let response = out["response"].as_object().expect("a response");
+            assert_eq!(response["uid"], uid);
+            assert_eq!(response["allowed"], verdict.allowed);
+            for absent in ["patch", "patchType", "warnings"] {
+                assert!(!response.contains_key(absent), "{absent} in {out}");
+            }
+            let expected_version = if api_version.ends_with("v1beta1") {
+                api_version
+            } else {
+                "admission.k8s.io/v1"
+            };
+            assert_eq!(out["apiVersion"], expected_version);
+            assert_eq!(out["kind"], "AdmissionReview");
+            if verdict.allowed {
+                assert!(!response.contains_key("status"), "{out}");
+            } else {
+                assert_eq!(response["status"]["code"], 403);
+                assert_eq!(response["status"]["reason"], "Forbidden");
+                assert!(response["status"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()));
+            }
+        }
+        // An answer that encodes is passed through.
+        assert_eq!(
+            finish(
+                "admission.k8s.io/v1",
+                "u",
+                &Verdict::allow(),
+                Ok(b"x".to_vec())
+            ),
+            b"x"
+        );
     }
 }

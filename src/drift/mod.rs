@@ -20,7 +20,7 @@ use serde_json::Value;
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Mutation {
     /// RFC 6902 operations, in order, against the request object.
-    pub patch: Vec<Value>,
+    pub patch: Vec<json_patch::PatchOperation>,
     pub warnings: Vec<String>,
     /// How many fields or routes were restored.
     pub restores: usize,
@@ -119,12 +119,15 @@ pub(crate) fn rollouts_for(
 
 #[cfg(test)]
 pub(crate) mod testing {
+    use json_patch::PatchOperation;
     use serde_json::Value;
 
-    /// Applies a mutation's patch to the request object, as the API server does.
-    pub fn apply(object: &Value, ops: &[Value]) -> Value {
-        let patch: json_patch::Patch =
-            serde_json::from_value(Value::Array(ops.to_vec())).expect("valid patch");
+    /// Applies a mutation's patch to the request object, as the API server does: from its JSON
+    /// text, so that what is applied is what goes on the wire.
+    pub fn apply(object: &Value, ops: &[PatchOperation]) -> Value {
+        let text = serde_json::to_string(ops).expect("serialisable patch");
+        let patch: json_patch::Patch = serde_json::from_str(&text).expect("valid patch");
+        assert_eq!(patch.0, ops, "the patch survives its JSON round trip");
         let mut doc = object.clone();
         json_patch::patch(&mut doc, &patch).expect("patch applies");
         doc

@@ -1,14 +1,20 @@
 //! Builds a JSONPatch while applying it to a copy of the request object, so that every operation
 //! refers to the document as the operations before it left it (RFC 6902 applies them in order).
+//!
+//! The operations are `json_patch` types and their paths `jsonptr` pointers: keys are escaped by
+//! the library (RFC 6901: `~` as `~0`, `/` as `~1`), never by string replacement here.
 
+use json_patch::jsonptr::{PointerBuf, Token};
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use serde_json::{Map, Value};
 
 pub struct Patcher {
     doc: Value,
-    ops: Vec<Value>,
+    ops: Vec<PatchOperation>,
 }
 
-/// One step of a JSON pointer: an object key or an array index.
+/// One step of a path into the document: an object key or an array index. (A JSON Pointer alone
+/// does not say which: `0` may be either.)
 #[derive(Debug, Clone)]
 pub enum Step {
     Key(String),
@@ -27,6 +33,15 @@ impl From<usize> for Step {
     }
 }
 
+impl Step {
+    fn token(&self) -> Token<'_> {
+        match self {
+            Step::Key(k) => Token::new(k.as_str()),
+            Step::Index(i) => Token::from(*i),
+        }
+    }
+}
+
 /// A pointer path from keys and indexes: `at!["spec", "http", 0, "route"]`.
 macro_rules! at {
     ($($step:expr),* $(,)?) => { [$($crate::drift::patch::Step::from($step)),*] };
@@ -34,16 +49,9 @@ macro_rules! at {
 
 pub(crate) use at;
 
-fn pointer(path: &[Step]) -> String {
-    let mut out = String::new();
-    for step in path {
-        out.push('/');
-        match step {
-            Step::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
-            Step::Index(i) => out.push_str(&i.to_string()),
-        }
-    }
-    out
+/// The RFC 6901 pointer to `path`, each key escaped by `jsonptr`.
+fn pointer(path: &[Step]) -> PointerBuf {
+    PointerBuf::from_tokens(path.iter().map(Step::token))
 }
 
 fn get<'a>(doc: &'a Value, path: &[Step]) -> Option<&'a Value> {
@@ -60,6 +68,16 @@ fn get_mut<'a>(doc: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
     })
 }
 
+/// `replace` when the target exists, `add` otherwise.
+fn set_op(exists: bool, path: &[Step], value: Value) -> PatchOperation {
+    let path = pointer(path);
+    if exists {
+        PatchOperation::Replace(ReplaceOperation { path, value })
+    } else {
+        PatchOperation::Add(AddOperation { path, value })
+    }
+}
+
 impl Patcher {
     pub fn new(doc: Value) -> Self {
         Patcher {
@@ -72,7 +90,7 @@ impl Patcher {
         &self.doc
     }
 
-    pub fn into_ops(self) -> Vec<Value> {
+    pub fn into_ops(self) -> Vec<PatchOperation> {
         self.ops
     }
 
@@ -119,9 +137,7 @@ impl Patcher {
             }
             _ => return false,
         }
-        let op = if exists { "replace" } else { "add" };
-        self.ops
-            .push(serde_json::json!({"op": op, "path": pointer(path), "value": value}));
+        self.ops.push(set_op(exists, path, value));
         true
     }
 
@@ -137,9 +153,7 @@ impl Patcher {
             }
             _ => return false,
         }
-        let op = if exists { "replace" } else { "add" };
-        self.ops
-            .push(serde_json::json!({"op": op, "path": pointer(path), "value": value}));
+        self.ops.push(set_op(exists, path, value));
         true
     }
 
@@ -152,8 +166,10 @@ impl Patcher {
         items.insert(index, value.clone());
         let mut full = path.to_vec();
         full.push(Step::Index(index));
-        self.ops
-            .push(serde_json::json!({"op": "add", "path": pointer(&full), "value": value}));
+        self.ops.push(PatchOperation::Add(AddOperation {
+            path: pointer(&full),
+            value,
+        }));
         true
     }
 }
@@ -174,8 +190,60 @@ mod tests {
         let expected = p.doc().clone();
         let ops = p.into_ops();
         assert_eq!(ops.len(), 4, "{ops:?}");
-        assert_eq!(ops[1]["path"], "/metadata/annotations/a~1b");
+        assert_eq!(ops[1].path().as_str(), "/metadata/annotations/a~1b");
         assert_eq!(apply(&doc, &ops), expected);
+    }
+
+    /// Keys with `/` and `~` (annotation and label keys are full of them) are escaped as RFC 6901
+    /// says, the operations serialise as RFC 6902 objects, and they reach exactly the named key.
+    #[test]
+    fn keys_that_need_escaping() {
+        let managed = "argo-rollouts.argoproj.io/managed-by-rollouts";
+        let doc = json!({"metadata": {"annotations": {managed: "old", "argo-rollouts.argoproj.io": {}}},
+            "spec": {"subsets": [{"name": "canary", "labels": {"app": "x"}}]}});
+        let mut p = Patcher::new(doc.clone());
+        assert!(p.set(&at!["metadata", "annotations", managed], json!("checkout")));
+        assert!(p.set(
+            &at!["spec", "subsets", 0, "labels", "rollouts-pod-template-hash"],
+            json!("c2")
+        ));
+        assert!(p.set(
+            &at!["metadata", "labels", "app.kubernetes.io/name"],
+            json!("n")
+        ));
+        assert!(p.set(&at!["metadata", "labels", "odd~key/~1"], json!("t")));
+        let expected = p.doc().clone();
+        let ops = p.into_ops();
+        let paths: Vec<&str> = ops.iter().map(|op| op.path().as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/metadata/annotations/argo-rollouts.argoproj.io~1managed-by-rollouts",
+                "/spec/subsets/0/labels/rollouts-pod-template-hash",
+                "/metadata/labels",
+                "/metadata/labels/app.kubernetes.io~1name",
+                "/metadata/labels/odd~0key~1~01",
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&ops[0]).unwrap(),
+            json!({"op": "replace",
+                "path": "/metadata/annotations/argo-rollouts.argoproj.io~1managed-by-rollouts",
+                "value": "checkout"})
+        );
+        assert_eq!(
+            serde_json::to_value(&ops[1]).unwrap(),
+            json!({"op": "add", "path": "/spec/subsets/0/labels/rollouts-pod-template-hash", "value": "c2"})
+        );
+        let patched = apply(&doc, &ops);
+        assert_eq!(patched, expected);
+        assert_eq!(patched["metadata"]["annotations"][managed], "checkout");
+        // The look-alike nested key is untouched: the `/` was a key character, not a step.
+        assert_eq!(
+            patched["metadata"]["annotations"]["argo-rollouts.argoproj.io"],
+            json!({})
+        );
+        assert_eq!(patched["metadata"]["labels"]["odd~key/~1"], "t");
     }
 
     #[test]

@@ -574,3 +574,42 @@ fn step_text() {
     );
     assert_eq!(r(json!({}), json!([])), "(Rollout shop/checkout)");
 }
+
+/// The managed-by annotation key has a `/`: its pointer is escaped (`~1`), and the patch applied
+/// from its JSON text reaches that key, not a nested `argo-rollouts.argoproj.io` object.
+#[test]
+fn escaped_pointers_for_annotation_and_label_keys() {
+    let index = world(&[subset_rollout(status(20))]);
+    let live = dr(
+        json!([{"name": "stable", "labels": {"rollouts-pod-template-hash": "s1"}},
+               {"name": "canary", "labels": {"rollouts-pod-template-hash": "c2"}}]),
+        true,
+    );
+    let mut request = dr(
+        json!([{"name": "stable", "labels": {"rollouts-pod-template-hash": "old"}}, {"name": "canary", "labels": {}}]),
+        false,
+    );
+    request["metadata"]["annotations"] = json!({"team": "shop"});
+    let mut expected = live.clone();
+    expected["metadata"]["annotations"]["team"] = json!("shop");
+    let m = assert_restores(
+        Kind::DestinationRule,
+        &request,
+        Some(&live),
+        &index,
+        &expected,
+    );
+    let ops: Vec<Value> = m
+        .patch
+        .iter()
+        .map(|op| serde_json::to_value(op).unwrap())
+        .collect();
+    for op in [
+        json!({"op": "replace", "path": "/spec/subsets/0/labels/rollouts-pod-template-hash", "value": "s1"}),
+        json!({"op": "add", "path": "/spec/subsets/1/labels/rollouts-pod-template-hash", "value": "c2"}),
+        json!({"op": "add", "path": "/metadata/annotations/argo-rollouts.argoproj.io~1managed-by-rollouts", "value": "checkout"}),
+    ] {
+        assert!(ops.contains(&op), "{op} not in {ops:?}");
+    }
+    assert_eq!(ops.len(), 3, "{ops:?}");
+}

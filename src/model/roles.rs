@@ -104,6 +104,26 @@ impl Roles {
         }
     }
 
+    /// Whether the Rollout names a canary (a Service, or a subset in subset mode) at all; when it
+    /// does not, the missing field is the Rollout's own problem, not the VirtualService's.
+    pub fn names_canary(&self) -> bool {
+        !if self.subset_mode() {
+            &self.canary_subset
+        } else {
+            &self.canary_service
+        }
+        .is_empty()
+    }
+
+    pub fn names_stable(&self) -> bool {
+        !if self.subset_mode() {
+            &self.stable_subset
+        } else {
+            &self.stable_service
+        }
+        .is_empty()
+    }
+
     /// How the canary is named in messages.
     pub fn describe_canary(&self) -> String {
         if self.subset_mode() {

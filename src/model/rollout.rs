@@ -75,6 +75,31 @@ pub struct RolloutSpec {
     pub strategy: Strategy,
     pub template: Option<PodTemplate>,
     pub workload_ref: Option<WorkloadRef>,
+    pub selector: Option<Selector>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub replicas: Option<i64>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub min_ready_seconds: Option<i64>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub revision_history_limit: Option<i64>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub progress_deadline_seconds: Option<i64>,
+}
+
+/// Only what Argo Rollouts' generic validation asks of a selector: is it there, is it empty.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Selector {
+    pub match_labels: super::meta::Labels,
+    pub match_expressions: Vec<serde::de::IgnoredAny>,
+}
+
+/// A Kubernetes int-or-string (`maxSurge: 1`, `maxSurge: "25%"`, `duration: 10s`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(i64),
+    Str(String),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -100,6 +125,7 @@ pub struct PodTemplateMeta {
 #[serde(default, rename_all = "camelCase")]
 pub struct Strategy {
     pub canary: Option<Canary>,
+    pub blue_green: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -110,6 +136,8 @@ pub struct Canary {
     pub ping_pong: Option<PingPong>,
     pub traffic_routing: Option<TrafficRouting>,
     pub steps: Vec<Step>,
+    pub max_surge: Option<IntOrString>,
+    pub max_unavailable: Option<IntOrString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -153,14 +181,91 @@ pub struct VsRef {
     pub tcp_routes: Option<Vec<TcpRouteRef>>,
 }
 
-impl VsRef {
-    /// The VirtualService this reference names, in the v1.9.x form: `name` or `name.namespace`
-    /// (a reference with more dots splits at the first one, as v1.9.x does).
-    pub fn target(&self, rollout_namespace: &str) -> (String, String) {
-        match self.name.split_once('.') {
-            Some((name, ns)) if !ns.is_empty() => (ns.to_string(), name.to_string()),
-            _ => (rollout_namespace.to_string(), self.name.clone()),
+/// Which Argo Rollouts release's reading of a VirtualService reference rollout-guard follows
+/// (`--argo-rollouts-version`): the only difference between v1.9.x and v1.10.x that matters here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ArgoVersion {
+    /// v1.10: a trailing `.cluster.local` is stripped and the last dot-segment is the namespace
+    /// (argo-rollouts#4766), so VirtualService names with dots work.
+    #[default]
+    #[value(name = "1.10")]
+    V1_10,
+    /// v1.9: `a.b.c` is VirtualService `a` in namespace `b` (the rest ignored).
+    #[value(name = "1.9")]
+    V1_9,
+}
+
+impl ArgoVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArgoVersion::V1_10 => "v1.10",
+            ArgoVersion::V1_9 => "v1.9",
         }
+    }
+
+    /// (namespace, name) of the VirtualService `reference` names, as this release reads it.
+    pub fn split(self, reference: &str, rollout_namespace: &str) -> (String, String) {
+        let (ns, name) = match self {
+            ArgoVersion::V1_9 => {
+                let mut fields = reference.split('.');
+                let name = fields.next().unwrap_or_default();
+                (fields.next().unwrap_or_default(), name)
+            }
+            ArgoVersion::V1_10 => {
+                let trimmed = reference
+                    .strip_suffix(".cluster.local")
+                    .unwrap_or(reference);
+                match trimmed.rsplit_once('.') {
+                    Some((name, ns)) => (ns, name),
+                    None => ("", trimmed),
+                }
+            }
+        };
+        let ns = if ns.is_empty() { rollout_namespace } else { ns };
+        (ns.to_string(), name.to_string())
+    }
+}
+
+/// The release whose reading this process follows: set once from the command line before any
+/// object is read (a process-wide setting like the flags it comes from), `1.10` otherwise.
+static ARGO_VERSION: std::sync::OnceLock<ArgoVersion> = std::sync::OnceLock::new();
+
+/// Sets the process's `--argo-rollouts-version`; the first call wins.
+pub fn set_argo_version(version: ArgoVersion) {
+    let _ = ARGO_VERSION.set(version);
+}
+
+pub fn argo_version() -> ArgoVersion {
+    ARGO_VERSION.get().copied().unwrap_or_default()
+}
+
+impl VsRef {
+    /// (namespace, name) of the VirtualService this reference names, as the configured Argo
+    /// Rollouts release reads it (see [`ArgoVersion::split`]).
+    pub fn target(&self, rollout_namespace: &str) -> (String, String) {
+        argo_version().split(&self.name, rollout_namespace)
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::ArgoVersion::{V1_10, V1_9};
+
+    #[test]
+    fn references_split_as_each_release_splits_them() {
+        let split = |v: super::ArgoVersion, r: &str| {
+            let (ns, name) = v.split(r, "home");
+            format!("{ns}/{name}")
+        };
+        for v in [V1_9, V1_10] {
+            assert_eq!(split(v, "vs"), "home/vs");
+            assert_eq!(split(v, "vs.shop"), "shop/vs");
+            assert_eq!(split(v, "vs."), "home/vs");
+        }
+        assert_eq!(split(V1_9, "vs.shop.svc.cluster.local"), "shop/vs");
+        assert_eq!(split(V1_10, "vs.shop.cluster.local"), "shop/vs");
+        assert_eq!(split(V1_10, "my.vs.shop"), "shop/my.vs");
+        assert_eq!(split(V1_9, "my.vs.shop"), "vs/my");
     }
 }
 
@@ -198,6 +303,15 @@ pub struct Step {
     pub set_header_route: Option<Box<SetHeaderRoute>>,
     pub set_mirror_route: Option<Box<SetMirrorRoute>>,
     pub experiment: Option<Box<ExperimentStep>>,
+    pub pause: Option<Pause>,
+    pub analysis: Option<serde::de::IgnoredAny>,
+    pub plugin: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Pause {
+    pub duration: Option<IntOrString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

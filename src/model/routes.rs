@@ -148,7 +148,9 @@ fn select_tls(vs_ref: &VsRef, vs: &VirtualService, sel: &mut Selection) {
         let mut any = false;
         for (i, route) in tls.iter().enumerate() {
             let (port, sni) = tls_route_identity(route);
-            if port == Some(want_port) && sni == want_sni {
+            // Argo Rollouts compares the listed hosts with the route's distinct hosts by length
+            // first (`evaluate.Equal`), so a list naming a host twice matches no route.
+            if port == Some(want_port) && sni == want_sni && want.sni_hosts.len() == sni.len() {
                 any = true;
                 if !sel.tls.contains(&i) {
                     sel.tls.push(i);

@@ -68,7 +68,7 @@ pub fn check(
         let first_of_route = out.len();
         let found = || list(dests.iter().map(describe));
         let has = |role: Role| dests.iter().any(|d| roles.classify(&d.destination) == role);
-        if !has(Role::Canary) {
+        if roles.names_canary() && !has(Role::Canary) {
             out.push(
                 Finding::new(
  RuleId::CanaryDestinationMissing,
@@ -84,7 +84,7 @@ pub fn check(
                 .with_target(target.clone()),
             );
         }
-        if !has(Role::Stable) {
+        if roles.names_stable() && !has(Role::Stable) {
             out.push(
                 Finding::new(
  RuleId::StableDestinationMissing,

@@ -2,7 +2,7 @@
 //! time, caught when the Rollout is applied.
 
 use super::{quoted, Finding, RuleId};
-use crate::model::rollout::StringMatch;
+use crate::model::rollout::{argo_version, ArgoVersion, StringMatch};
 use crate::model::{ObjectKey, Rollout};
 
 const CANARY: &str = "spec.strategy.canary";
@@ -45,19 +45,37 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
                     Some(i) => format!("{ISTIO}.virtualServices[{i}].name"),
                     None => format!("{ISTIO}.virtualService.name"),
                 };
-                let (ns, name) = vs_ref.target(&rollout.meta.namespace);
-                out.push(Finding::new(
- RuleId::VirtualServiceReferenceForm,
-                    &key,
-                    path,
+                let ns = &rollout.meta.namespace;
+                let version = argo_version();
+                let other = match version {
+                    ArgoVersion::V1_10 => ArgoVersion::V1_9,
+                    ArgoVersion::V1_9 => ArgoVersion::V1_10,
+                };
+                let (vs_ns, vs_name) = version.split(&vs_ref.name, ns);
+                let (other_ns, other_name) = other.split(&vs_ref.name, ns);
+                let differs = if (&vs_ns, &vs_name) == (&other_ns, &other_name) {
+                    format!("Argo Rollouts {} reads it the same way", other.as_str())
+                } else {
                     format!(
-                        "expected \"name\" or \"name.namespace\", found {:?}: Argo Rollouts v1.9 reads it as \
-                         VirtualService {name:?} in namespace {ns:?}, while newer releases take the last \
-                         segment as the namespace; write \"name.namespace\" with no other dots",
-                        vs_ref.name
-                    ),
-                )
-                .about(&vs_ref.name));
+                        "Argo Rollouts {} reads it as VirtualService {other_name:?} in namespace {other_ns:?}",
+                        other.as_str()
+                    )
+                };
+                out.push(
+                    Finding::new(
+                        RuleId::VirtualServiceReferenceForm,
+                        &key,
+                        path,
+                        format!(
+                            "expected \"name\" or \"name.namespace\", found {:?}: read as Argo Rollouts {} reads it \
+                             (--argo-rollouts-version), VirtualService {vs_name:?} in namespace {vs_ns:?}; {differs}; \
+                             write \"name.namespace\" with no other dots",
+                            vs_ref.name,
+                            version.as_str()
+                        ),
+                    )
+                    .about(&vs_ref.name),
+                );
             }
         }
     }
@@ -93,7 +111,24 @@ pub fn check(rollout: &Rollout) -> Vec<Finding> {
         ));
     }
     if let Some(pp) = &canary.ping_pong {
-        if pp.ping_service == pp.pong_service {
+        for (field, value) in [
+            ("pingService", &pp.ping_service),
+            ("pongService", &pp.pong_service),
+        ] {
+            if value.is_empty() {
+                out.push(Finding::new(
+                    RuleId::ServicesRequired,
+                    &key,
+                    format!("{CANARY}.pingPong.{field}"),
+                    format!(
+                        "expected a Service name in pingPong.{field}, found it empty: the ping-pong feature needs \
+                         both pingService and pongService (Argo Rollouts: \"Ping service and Pong service must to \
+                         be set to use Ping-Pong feature\")"
+                    ),
+                ));
+            }
+        }
+        if !pp.ping_service.is_empty() && pp.ping_service == pp.pong_service {
             out.push(Finding::new(
  RuleId::ServicesDistinct,
                 &key,
@@ -347,5 +382,34 @@ mod tests {
         let mut c = host_level(json!({"name": "v"}));
         c["trafficRouting"]["maxTrafficWeight"] = json!(1000);
         assert_eq!(ids(c), ["max-traffic-weight-unsupported"]);
+    }
+}
+
+#[cfg(test)]
+mod ping_pong_tests {
+    use super::*;
+    use crate::rules::references;
+    use crate::rules::testing::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_empty_ping_or_pong_service_names_the_missing_field() {
+        let r = rollout(json!({
+            "pingPong": {"pingService": "", "pongService": "app-pong"},
+            "trafficRouting": {"istio": {"virtualService": {"name": "app-vs", "routes": ["primary"]}}}
+        }));
+        let f = check(&r);
+        assert_eq!(rules_of(&f), ["services-required"]);
+        assert!(f[0].path.ends_with("pingPong.pingService"), "{}", f[0].path);
+        let world = index(vec![object(vs_doc(
+            "app-vs",
+            json!({"hosts": ["app"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "app-pong"}, "weight": 100}]}]}),
+        ))]);
+        let refs = references::check(&r, &world);
+        assert!(
+            !refs.iter().any(|f| f.message.contains("Service \"\"")),
+            "no message about an empty Service: {refs:?}"
+        );
     }
 }

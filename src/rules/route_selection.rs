@@ -88,13 +88,23 @@ pub fn check(
                     }
                     None => String::new(),
                 };
+                let twice = vs_tls_duplicates(rollout, base, *index);
+                let twice = if twice.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; sniHosts lists {} more than once, and Argo Rollouts compares the list's length with the \
+                         route's distinct hosts, so it matches no route: list each host once",
+                        quoted(twice)
+                    )
+                };
                 Finding::new(
- RuleId::TlsRouteNotFound,
+                    RuleId::TlsRouteNotFound,
                     key,
                     format!("{base}.tlsRoutes[{index}]"),
                     format!(
                         "expected a TLS route in VirtualService {vs_name} with {want} (the same port and exactly \
-                         the same SNI set), found none{nearest}"
+                         the same SNI set), found none{nearest}{twice}"
                     ),
                 )
             }
@@ -205,6 +215,24 @@ fn vs_tls_ref(rollout: &Rollout, base: &str, index: usize) -> String {
     format!("port {} and sniHosts {}", r.port.unwrap_or(0), list(sni))
 }
 
+/// The hosts a `tlsRoutes[index].sniHosts` list names more than once.
+fn vs_tls_duplicates(rollout: &Rollout, base: &str, index: usize) -> Vec<String> {
+    let Some(r) = vs_ref_at(rollout, base).and_then(|r| r.tls_routes.as_ref()?.get(index).cloned())
+    else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut twice: Vec<String> = r
+        .sni_hosts
+        .iter()
+        .filter(|h| !seen.insert(h.as_str()))
+        .cloned()
+        .collect();
+    twice.sort();
+    twice.dedup();
+    twice
+}
+
 fn vs_tcp_port(rollout: &Rollout, base: &str, index: usize) -> i64 {
     vs_ref_at(rollout, base)
         .and_then(|r| r.tcp_routes.as_ref()?.get(index).and_then(|t| t.port))
@@ -239,6 +267,30 @@ mod tests {
         json!({"match": [{"port": port, "sniHosts": sni}], "route": [
             {"destination": {"host": "app-stable"}, "weight": 100},
             {"destination": {"host": "app-canary"}, "weight": 0}]})
+    }
+
+    #[test]
+    fn a_tls_route_listing_a_host_twice_matches_nothing() {
+        let r = rollout(host_level(json!({"name": "app-vs",
+            "tlsRoutes": [{"port": 443, "sniHosts": ["app.example", "app.example"]}]})));
+        let w = index(vec![object(vs_doc(
+            "app-vs",
+            json!({"hosts": ["app.example"], "tls": [{"match": [
+            {"port": 443, "sniHosts": ["app.example"]}], "route": [
+            {"destination": {"host": "app-stable"}, "weight": 100},
+            {"destination": {"host": "app-canary"}, "weight": 0}]}]}),
+        ))]);
+        let f = crate::rules::references::check(&r, &w);
+        let tls: Vec<_> = f
+            .iter()
+            .filter(|f| f.rule == crate::rules::RuleId::TlsRouteNotFound)
+            .collect();
+        assert_eq!(tls.len(), 1, "{f:?}");
+        assert!(
+            tls[0].message.contains("more than once"),
+            "{}",
+            tls[0].message
+        );
     }
 
     #[test]

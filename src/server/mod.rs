@@ -56,7 +56,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     health.set_tls_loaded();
 
     // The source starts loading while the listeners bind; readiness waits for both.
-    let mut source_task = source::start(
+    // The kube source also reads objects fresh from the API server, to confirm a cross-object
+    // denial before it is given; the files source has no such reader (its folder is the truth).
+    let source::Started {
+        task: mut source_task,
+        live,
+    } = source::start(
         &config.source,
         index.clone(),
         status.clone(),
@@ -103,7 +108,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         status.clone(),
         metrics.clone(),
         config.limits,
-    );
+    )
+    .with_live_reader(live);
     let serving = tokio::spawn(https::serve(
         listener,
         Arc::new(server_config),

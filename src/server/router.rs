@@ -5,6 +5,12 @@
 //! - `POST /validate`, `POST /mutate`; other paths 404, other methods 405.
 //! - A body over `max_body_bytes` gets 413: at once when `Content-Length` says so, otherwise as
 //!   soon as the streamed body passes the limit.
+//! - A refused body the client is still sending (413, or 503 while it is read) is read on and
+//!   discarded in the background after the answer is sent, bounded in bytes and time (see
+//!   [`linger`]): cutting it off at once makes HTTP/1.1 close the connection on unread bytes
+//!   (a TCP reset that a client still writing sees as a broken pipe, not as the answer) and
+//!   HTTP/2 reset the stream while the client uploads (RFC 9113 §8.1 allows it after the answer,
+//!   but clients such as curl 7.88 then fail the transfer without showing the status).
 //! - A body that does not arrive within `request_timeout` gets 408; one whose stream breaks, 400.
 //! - Memory: bodies being read and decided share a budget (`max_inflight_bytes`) that covers their
 //!   bytes and an estimate of their parsed JSON (a 7 MiB `[0,0,…]` decodes to about 120 MiB of
@@ -24,7 +30,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -218,6 +224,7 @@ async fn read_body<'a>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        linger(body, &limits);
         return Err(BodyError::TooLarge);
     }
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
@@ -229,27 +236,68 @@ async fn read_body<'a>(
         deadline,
     };
     let declared = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    share.cover(declared).await?;
+    if let Err(err) = share.cover(declared).await {
+        linger(body, &limits);
+        return Err(err);
+    }
     let mut buf = Vec::with_capacity(declared);
-    let mut body = Limited::new(body, limits.max_body_bytes);
+    let mut body = body;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(BodyError::Timeout),
             Ok(None) => break,
-            Ok(Some(Err(e))) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(BodyError::TooLarge)
-            }
             Ok(Some(Err(e))) => return Err(BodyError::Broken(e.to_string())),
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            share.cover(buf.len().saturating_add(data.len())).await?;
+            let len = buf.len().saturating_add(data.len());
+            if len > limits.max_body_bytes {
+                linger(body, &limits);
+                return Err(BodyError::TooLarge);
+            }
+            if let Err(err) = share.cover(len).await {
+                linger(body, &limits);
+                return Err(err);
+            }
             buf.extend_from_slice(&data);
         }
     }
     // Before parsing: room for what the parsed JSON will take.
     share.cover(decoded_estimate(&buf)).await?;
     Ok((Bytes::from(buf), share))
+}
+
+/// After a refusal, how much more of a body is read and discarded: at most twice the limit, for
+/// at most [`LINGER_TIME`], and no longer than [`LINGER_IDLE`] without a byte. (A client that
+/// declared more is read up to the bound all the same: clients that stop sending once they see a
+/// final status, as curl does, then get the answer before the stream or connection is cut.)
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_IDLE: Duration = Duration::from_millis(500);
+
+/// Reads the rest of a refused `body` in the background and discards it, so that the client,
+/// still sending, gets the answer (see the module docs). Holds no memory but one frame at a time
+/// and no share of the budget. When it stops before the end of the body, dropping it resets the
+/// HTTP/2 stream (NO_ERROR, the answer being complete) or closes the HTTP/1.1 connection.
+fn linger(body: Body, limits: &Limits) {
+    let bound = limits.max_body_bytes.saturating_mul(2);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut body = body;
+        let mut read = 0usize;
+        let deadline = tokio::time::Instant::now() + LINGER_TIME;
+        while read <= bound {
+            let wait = deadline.min(tokio::time::Instant::now() + LINGER_IDLE);
+            match tokio::time::timeout_at(wait, body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    read = read.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+                }
+                // The end of the body, a broken stream, or a client too slow to wait for.
+                Ok(None) | Ok(Some(Err(_))) | Err(_) => break,
+            }
+        }
+    });
 }
 
 async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Body) -> Response {
@@ -289,6 +337,7 @@ async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Bo
         exempt = o.exempt,
         skipped = o.skipped,
         dry_run = o.dry_run,
+        confirmation = o.confirmation.map_or("", |c| c.as_str()),
         error = o.error.as_deref().unwrap_or(""),
         micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "admission"
@@ -367,6 +416,7 @@ fn text(status: StatusCode, body: String) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     #[test]
     fn the_decoded_estimate_covers_what_serde_json_builds() {
@@ -384,5 +434,68 @@ mod tests {
         // An ordinary review is a small share.
         let review = br#"{"request":{"uid":"u","object":{"spec":{"hosts":["a","b"]}}}}"#;
         assert!(decoded_estimate(review) < 2 * 1024);
+    }
+
+    /// Signals on `dropped` when the stream (and so the body made of it) is dropped.
+    struct Guard(Option<tokio::sync::oneshot::Sender<()>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn limits(max_body_bytes: usize) -> Limits {
+        Limits {
+            max_body_bytes,
+            ..Limits::default()
+        }
+    }
+
+    /// A client that never stops sending is read up to twice the limit, then cut off.
+    #[tokio::test]
+    async fn a_refused_body_is_read_on_up_to_twice_the_limit() {
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, dropped) = tokio::sync::oneshot::channel();
+        let guard = Guard(Some(tx));
+        let counter = taken.clone();
+        let endless = futures::stream::repeat_with(move || {
+            let _ = &guard;
+            counter.fetch_add(1024, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 1024]))
+        });
+        linger(Body::from_stream(endless), &limits(64 * 1024));
+        tokio::time::timeout(Duration::from_secs(10), dropped)
+            .await
+            .expect("cut off in time")
+            .expect("dropped");
+        let taken = taken.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (128 * 1024..=130 * 1024).contains(&taken),
+            "{taken} bytes read"
+        );
+    }
+
+    /// A client that stops sending is given up on after LINGER_IDLE.
+    #[tokio::test]
+    async fn a_refused_body_that_stalls_is_given_up() {
+        let (tx, dropped) = tokio::sync::oneshot::channel();
+        let guard = Guard(Some(tx));
+        let stalled =
+            futures::stream::pending::<Result<Bytes, std::io::Error>>().inspect(move |_| {
+                let _ = &guard;
+            });
+        let started = Instant::now();
+        linger(Body::from_stream(stalled), &limits(64 * 1024));
+        tokio::time::timeout(Duration::from_secs(10), dropped)
+            .await
+            .expect("given up in time")
+            .expect("dropped");
+        let took = started.elapsed();
+        assert!(
+            took >= LINGER_IDLE && took < LINGER_TIME,
+            "given up after {took:?}"
+        );
     }
 }

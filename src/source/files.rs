@@ -16,6 +16,7 @@
 //! single files had. A folder that cannot be listed marks the `files` feed broken (staleness
 //! clock) and keeps the previous index.
 
+use super::feed::{FeedWriter, Loading, Scope};
 use super::SourceStatus;
 use crate::index::{Index, SharedIndex};
 use crate::lint::{self, Input};
@@ -160,9 +161,10 @@ impl FilesSource {
         scan
     }
 
-    /// The index of everything currently read; duplicates are reported in `warnings`.
-    pub fn index(&self, warnings: &mut Vec<String>) -> Index {
-        let mut index = Index::new();
+    /// Everything currently read, in file order (a later duplicate replaces an earlier one when
+    /// indexed); duplicates are reported in `warnings`.
+    pub fn objects(&self, warnings: &mut Vec<String>) -> Vec<Object> {
+        let mut objects = Vec::new();
         let mut origin: HashMap<ObjectKey, &Path> = HashMap::new();
         for (path, state) in &self.files {
             for object in &state.objects {
@@ -174,10 +176,15 @@ impl FilesSource {
                         first.display()
                     ));
                 }
-                index.upsert(object.clone());
+                objects.push(object.clone());
             }
         }
-        index
+        objects
+    }
+
+    /// The index of everything currently read; duplicates are reported in `warnings`.
+    pub fn index(&self, warnings: &mut Vec<String>) -> Index {
+        Index::from_objects(self.objects(warnings))
     }
 
     pub fn files(&self) -> usize {
@@ -219,8 +226,8 @@ fn read_file(path: &Path) -> (Vec<Object>, Vec<String>) {
     )
 }
 
-/// Polls the folder every `interval` and swaps in a new index when anything changed. Runs until
-/// the task is aborted.
+/// Polls the folder every `interval` and relists it through one [`FeedWriter`] (scope: everything)
+/// when anything changed. Runs until the task is aborted.
 pub async fn run(
     mut source: FilesSource,
     interval: Duration,
@@ -228,60 +235,62 @@ pub async fn run(
     status: Arc<SourceStatus>,
     metrics: Arc<Metrics>,
 ) {
+    let mut writer = FeedWriter::new(
+        FEED,
+        Scope::Everything,
+        index,
+        status,
+        metrics.clone(),
+        Loading::new(1),
+    );
+    let mut listed = false;
     loop {
-        let first = !status.is_loaded();
-        // Reading and parsing is blocking work: off the async workers.
+        // A first scan, and the first after the folder could not be listed, relist even when no
+        // file changed: that is what makes the state loaded, or fresh again.
+        let must_list = !listed || writer.is_broken();
+        // Reading, parsing and indexing is blocking work: off the async workers.
         let scanned = tokio::task::spawn_blocking(move || {
             let scan = source.scan();
             let mut warnings = Vec::new();
-            let built = (scan.unlisted.is_none() && (scan.changed() || first))
-                .then(|| source.index(&mut warnings));
-            (source, scan, built, warnings)
+            if scan.unlisted.is_none() && (scan.changed() || must_list) {
+                let objects = source.objects(&mut warnings);
+                for w in &warnings {
+                    tracing::warn!(warning = %w, "duplicate object in the manifests");
+                }
+                writer.relisted(objects, &[]);
+                tracing::info!(
+                    files = source.files(),
+                    read = scan.read,
+                    removed = scan.removed,
+                    "manifests loaded"
+                );
+            }
+            (source, writer, scan)
         })
         .await;
-        let (current, scan, built, warnings) = match scanned {
+        let (current, current_writer, scan) = match scanned {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "the manifests scan failed; the files source stops");
-                status.set_broken(FEED);
                 return;
             }
         };
+        (source, writer) = (current, current_writer);
         match &scan.unlisted {
             Some(err) => {
-                if status.broken_for().is_none() {
-                    tracing::error!(error = %err, "cannot list the manifests folder; keeping the previous state");
+                if !writer.is_broken() {
                     metrics.source_error();
                 }
-                status.set_broken(FEED);
+                writer.failed(&format!("{err}; keeping the previous state"));
             }
             None => {
-                status.set_healthy(FEED);
+                listed = true;
                 for err in &scan.errors {
                     tracing::error!(error = %err, "cannot load a manifest");
                     metrics.source_error();
                 }
-                for w in &warnings {
-                    tracing::warn!(warning = %w, "duplicate object in the manifests");
-                }
-                if let Some(new_index) = built {
-                    let objects = new_index.len();
-                    index.replace(new_index);
-                    tracing::info!(
-                        files = current.files(),
-                        read = scan.read,
-                        removed = scan.removed,
-                        objects,
-                        "manifests loaded"
-                    );
-                    if first {
-                        status.set_loaded();
-                        tracing::info!("state loaded");
-                    }
-                }
             }
         }
-        source = current;
         tokio::time::sleep(interval).await;
     }
 }
@@ -409,6 +418,7 @@ mod tests {
             manifests: manifests.map(PathBuf::from),
             namespaces: Vec::new(),
             poll_interval: Duration::from_secs(1),
+            relist_deadline: Duration::from_secs(10),
         };
         let err = |c: SourceConfig| c.check().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err(config(None)).contains("--manifests DIR"));

@@ -1,7 +1,12 @@
 //! Sources feed the index: `files` (YAML read from a folder, re-read on change) and `kube`
-//! (kube-rs watchers). The server learns from [`SourceStatus`] when the state is loaded (readiness)
-//! and whether it is stale (a watch broken for longer than `--stale-after`).
+//! (kube-rs watchers), both writing through [`feed::FeedWriter`]. The server learns from
+//! [`SourceStatus`] when the state is loaded (readiness) and whether it is stale (a watch broken
+//! for longer than `--stale-after`); the kube source also gives it a [`LiveRead`] for confirming
+//! cross-object denials.
+//!
+//! [`LiveRead`]: crate::admission::confirm::LiveRead
 
+pub mod feed;
 pub mod files;
 pub mod kube;
 
@@ -83,6 +88,9 @@ pub struct SourceConfig {
     pub namespaces: Vec<String>,
     /// How often the files source looks for changes.
     pub poll_interval: Duration,
+    /// `--relist-deadline` (kube source): a feed that failed and has not relisted within this
+    /// is restarted with a fresh watcher.
+    pub relist_deadline: Duration,
 }
 
 impl SourceConfig {
@@ -104,6 +112,15 @@ impl SourceConfig {
     }
 }
 
+/// A started source.
+pub struct Started {
+    /// Feeds `index` until aborted; ends only if the source gives up.
+    pub task: tokio::task::JoinHandle<()>,
+    /// Reads objects as the API server has them now, for confirming cross-object denials: `Some`
+    /// for the kube source, `None` for the files source (there the index is the truth).
+    pub live: Option<std::sync::Arc<dyn crate::admission::confirm::LiveRead>>,
+}
+
 /// Starts the configured source as a task that feeds `index` and reports into `status` until it
 /// is aborted. An error means the source could not start at all (bad flags, no kube config).
 pub async fn start(
@@ -111,30 +128,51 @@ pub async fn start(
     index: crate::index::SharedIndex,
     status: std::sync::Arc<SourceStatus>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<Started> {
     config.check()?;
     match config.kind {
         SourceKind::Files => {
             let dir = config.manifests.clone().unwrap_or_default();
             let source = files::FilesSource::new(dir);
-            Ok(tokio::spawn(files::run(
+            let task = tokio::spawn(files::run(
                 source,
                 config.poll_interval,
                 index,
                 status,
                 metrics,
-            )))
+            ));
+            Ok(Started { task, live: None })
         }
         SourceKind::Kube => {
-            let client = ::kube::Client::try_default().await.map_err(|e| {
+            let no_client = |e: &dyn std::fmt::Display| {
                 anyhow::anyhow!("--source kube: expected a kubeconfig or an in-cluster service account, found: {e}")
-            })?;
-            Ok(tokio::spawn(kube::run(
+            };
+            let kube_config = ::kube::Config::infer().await.map_err(|e| no_client(&e))?;
+            let client =
+                ::kube::Client::try_from(kube_config.clone()).map_err(|e| no_client(&e))?;
+            let discovered = kube::Resources::default();
+            let live = kube::KubeLiveRead::new(
+                client.clone(),
+                discovered.clone(),
+                kube::KubeLiveRead::TIMEOUT,
+            );
+            let options = kube::KubeOptions {
+                namespaces: config.namespaces.clone(),
+                relist_deadline: config.relist_deadline,
+            };
+            let task = tokio::spawn(kube::run(
+                kube_config,
                 client,
                 index,
                 status,
-                config.namespaces.clone(),
-            )))
+                metrics,
+                options,
+                discovered,
+            ));
+            Ok(Started {
+                task,
+                live: Some(std::sync::Arc::new(live)),
+            })
         }
     }
 }

@@ -128,6 +128,8 @@ sleep 1
 kubectl apply -f "$M/base.yaml" >/dev/null || die "cannot apply the base objects"
 settle
 
+metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v m="$1" '$1==m {print $2}'; }
+
 # --- (a) references are checked at apply time --------------------------------------------------
 expect_fail "(a) a new Rollout naming a route the live VirtualService lacks is refused" "http-route-not-found" \
   kubectl apply -f <(render rollout.yaml primry)
@@ -157,6 +159,12 @@ expect_fail "(c) a VirtualService change of another application that breaks the 
   kubectl apply -f <(render vs-git.yaml other | sed 's|^metadata: {name: checkout, namespace: shop}|metadata: {name: checkout, namespace: shop, annotations: {argocd.argoproj.io/tracking-id: "mesh:networking.istio.io/VirtualService:shop/checkout"}}|')
 expect_ok "(c) ... the same change from a writer without a marker is a warning (it may be half of a sync)" "breaks-rollout" \
   kubectl apply --dry-run=server -f <(render vs-git.yaml other)
+# The denials above ((a)'s wrong route, (c); kubectl may send a refused apply twice) were read again
+# from the API server before they were given: every one confirmed, none failed.
+confirmed=$(metric 'rollout_guard_admission_confirmations_total{result="confirmed"}')
+failed=$(metric 'rollout_guard_admission_confirmations_total{result="failed"}')
+expect_eq "(c) ... each denial was confirmed with the API server first" "yes" \
+  sh -c "[ '${confirmed:-0}' -ge 2 ] && [ -z '$failed' ] && echo yes || echo 'confirmed=${confirmed:-0} failed=${failed:-0}'"
 
 # --- (d) GitOps re-apply mid-canary keeps the controller's weights ----------------------------
 kubectl patch rollout checkout -n shop --subresource=status --type=merge -p \
@@ -213,24 +221,72 @@ live_vs=$(kubectl get virtualservice checkout -n shop -o json)
 # Renamed by another Argo CD application than the Rollout's: denied while the state is fresh.
 renamed_vs=$(echo "$live_vs" | python3 -c 'import json,sys; v=json.load(sys.stdin); v["spec"]["http"][0]["name"]="renamed"; v["metadata"].setdefault("annotations",{})["argocd.argoproj.io/tracking-id"]="mesh:networking.istio.io/VirtualService:shop/checkout"; print(json.dumps(v))')
 git_vs=$(echo "$live_vs" | python3 -c 'import json,sys; v=json.load(sys.stdin); r=v["spec"]["http"][0]["route"]; r[0]["weight"]=100; r[1]["weight"]=0; print(json.dumps(v))')
-metric() { curl -s "http://127.0.0.1:$ADMIN/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 expect_eq "(j) fresh: a breaking VirtualService review is denied" "False" \
   sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$renamed_vs' '$live_vs' | post validate | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"response\"][\"allowed\"])'"
-apiserver=$(cat "$W/kube/apiserver.pid")
-kill -KILL "$apiserver"   # a crash: the watch breaks at once
-for _ in $(seq 1 50); do kill -0 "$apiserver" 2>/dev/null || break; sleep 0.1; done
-sleep 5
+# until SECONDS CMD...: polls CMD (every 0.2 s) until it succeeds; fails after SECONDS.
+until_within() {
+  local limit=$1; shift
+  local end=$((SECONDS + limit))
+  until "$@"; do [ "$SECONDS" -ge "$end" ] && return 1; sleep 0.2; done
+}
+metric_is() { [ "$(metric "$1")" = "$2" ]; }
+# Every watcher feed logged a completed list after line SINCE of the server log.
+FEEDS="Rollout VirtualService DestinationRule Service"
+feeds_relisted_since() {
+  local since=$1 f
+  for f in $FEEDS; do
+    tail -n +"$((since + 1))" "$W/server.log" | grep -q "listed feed=$f/\*" || return 1
+  done
+}
+missing_relists_since() {
+  local since=$1 f
+  for f in $FEEDS; do
+    tail -n +"$((since + 1))" "$W/server.log" | grep -q "listed feed=$f/\*" || printf '%s ' "$f"
+  done
+}
+# kill_apiserver: a crash, so that every watch breaks at once; waits until the process is gone.
+kill_apiserver() {
+  local pid
+  pid=$(cat "$W/kube/apiserver.pid")
+  kill -KILL "$pid"
+  until_within 10 sh -c "! kill -0 $pid 2>/dev/null"
+}
+# How long a feed may take to relist once the API server answers again (README.md, failure
+# table): the relist deadline (10 s) + the longest reconnect delay (5 s) + the API server's own
+# warm-up (RBAC and CRD informers), with a margin.
+RELIST_BOUND=40
+
+kill_apiserver
+until_within 15 metric_is rollout_guard_state_stale 1
 expect_eq "(j) the watch broken longer than --stale-after: the staleness gauge says so" "1" metric rollout_guard_state_stale
 expect_eq "(j) ... /readyz stays ready" "200" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/readyz"
 expect_eq "(j) ... the cross-object denial becomes a warning" "True breaks-rollout" \
   sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$renamed_vs' '$live_vs' | post validate | python3 -c 'import json,sys; r=json.load(sys.stdin)[\"response\"]; print(r[\"allowed\"], \"breaks-rollout\" if any(\"breaks-rollout\" in w for w in r.get(\"warnings\",[])) else r)'"
 expect_eq "(j) ... and mutation is skipped with a warning" "no-patch stale" \
   sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$git_vs' '$live_vs' | post mutate | python3 -c 'import json,sys; r=json.load(sys.stdin)[\"response\"]; print(\"patch\" if \"patch\" in r else \"no-patch\", \"stale\" if any(\"stale\" in w for w in r.get(\"warnings\",[])) else r)'"
-scripts/kube-up.sh >/dev/null || die "the API server did not come back"
-for _ in $(seq 1 120); do [ "$(metric rollout_guard_state_stale)" = "0" ] && break; sleep 0.5; done
-expect_eq "(j) the watch reconnects and the state is fresh again" "0" metric rollout_guard_state_stale
+# Kill and restart the API server in a loop: after every restart every feed must relist (the
+# DestinationRule feed once stayed silent after 403s for over 60 s).
+RESTARTS=${E2E_APISERVER_RESTARTS:-3}
+for round in $(seq 1 "$RESTARTS"); do
+  if [ "$round" -gt 1 ]; then
+    kill_apiserver
+    until_within 15 metric_is rollout_guard_state_stale 1 || fail "(j) restart $round: the broken watch did not make the state stale"
+  fi
+  since=$(wc -l <"$W/server.log")
+  scripts/kube-up.sh >/dev/null || die "the API server did not come back (restart $round)"
+  back=$SECONDS
+  if until_within "$RELIST_BOUND" feeds_relisted_since "$since"; then
+    ok "(j) restart $round/$RESTARTS: every feed relisted, $((SECONDS - back)) s after the API server was up"
+  else
+    fail "(j) restart $round/$RESTARTS: no relist within $RELIST_BOUND s from: $(missing_relists_since "$since")"
+    tail -n +"$((since + 1))" "$W/server.log" | grep "feed\|watch" | tail -20 | sed "s/^/       /"
+  fi
+  until_within 10 metric_is rollout_guard_state_stale 0
+  expect_eq "(j) restart $round/$RESTARTS: the state is fresh again" "0" metric rollout_guard_state_stale
+done
 expect_eq "(j) ... and the breaking review is denied again" "False" \
   sh -c "$(declare -f review post); $(printf 'W=%q PORT=%q' "$W" "$PORT"); review UPDATE '$renamed_vs' '$live_vs' | post validate | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"response\"][\"allowed\"])'"
+echo "     feed restarts by the liveness guard: $(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^rollout_guard_feed_restarts_total/ {printf "%s=%s ", $1, $2}')"
 
 # --- (k) --namespace limits what is watched ------------------------------------------------------
 SCOPED_PORT=$(free_port); SCOPED_ADMIN=$(free_port)
