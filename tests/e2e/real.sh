@@ -18,10 +18,10 @@
 #                              refused is a failure; 1 reports it as "skip - ... PENDING" instead
 #                              (for a rollout-guard older than the "Decide on the truth" change,
 #                              which denied the VirtualService-first order as breaks-rollout).
-#   E2E_RELIST_PENDING=1       (default) case (f): a round in which a feed has not relisted within
-#                              E2E_RELIST_BOUND (30) s of the restarted API server being ready is
-#                              reported as "skip - ... PENDING the watch-relist fix" (the bug of
-#                              issue 12, which this case shows); set 0 once the fix has landed.
+#   E2E_RELIST_PENDING=0       (default) case (f): a round in which a feed has not relisted within
+#                              E2E_RELIST_BOUND (30) s of the restarted API server being ready is a
+#                              failure; 1 reports it as "skip - ... PENDING the watch-relist fix"
+#                              (for a rollout-guard older than main 0ba7bc1, --relist-deadline).
 #
 # Prints one line per case and "N passed, N failed, N skipped"; exits non-zero on a failure.
 # Working files and logs: .e2e-real/ (controller.log, server.log, rs-ready.log, kube/*.log).
@@ -32,7 +32,7 @@ BIN=${ROLLOUT_GUARD_BIN:-$ROOT/target/debug/rollout-guard}
 W=$ROOT/.e2e-real
 T=${E2E_REAL_TIMEOUT:-90}
 RENAME_PENDING=${E2E_RENAME_PENDING:-0}
-RELIST_PENDING=${E2E_RELIST_PENDING:-1}
+RELIST_PENDING=${E2E_RELIST_PENDING:-0}
 CONTROLLER=system:serviceaccount:argo-rollouts:argo-rollouts
 GITOPS=system:serviceaccount:argocd:argocd-application-controller
 M=tests/e2e/manifests
