@@ -178,6 +178,8 @@ struct Source {
 pub struct LoadedObject {
     pub document: usize,
     pub object: Object,
+    /// Keys its schema does not know (see `schema`); filled by `lint` only, not by [`load`].
+    pub unknown_fields: Vec<crate::schema::UnknownField>,
 }
 
 /// What one input holds: the objects of our kinds in document order, and a deny finding
@@ -193,6 +195,11 @@ pub struct Loaded {
 /// Splits one input into documents (`---`), reads each as YAML (a `kind: List` is expanded) and
 /// parses the objects of our kinds. Shared by `lint` and the files source of `serve`.
 pub fn load(input: &Input) -> Loaded {
+    read(input, false)
+}
+
+/// [`load`], and with `check_fields` each object's unknown fields too.
+fn read(input: &Input, check_fields: bool) -> Loaded {
     let mut loaded = Loaded::default();
     for doc in documents(&input.text) {
         loaded.documents += 1;
@@ -215,6 +222,10 @@ pub fn load(input: &Input) -> Loaded {
             match Object::parse(item, "default") {
                 Ok(Some(object)) => loaded.objects.push(LoadedObject {
                     document: doc.number,
+                    unknown_fields: match check_fields {
+                        true => crate::schema::unknown_fields(object.kind(), item),
+                        false => Vec::new(),
+                    },
                     object,
                 }),
                 Ok(None) => {}
@@ -250,12 +261,17 @@ pub fn lint(inputs: &[Input]) -> Report {
     let mut origin: HashMap<ObjectKey, Source> = HashMap::new();
     let mut self_findings: Vec<(Source, Finding)> = Vec::new();
     for input in inputs {
-        let loaded = load(input);
+        let loaded = read(input, true);
         report.documents += loaded.documents;
         for f in loaded.invalid {
             report.push(f);
         }
-        for LoadedObject { document, object } in loaded.objects {
+        for LoadedObject {
+            document,
+            object,
+            unknown_fields,
+        } in loaded.objects
+        {
             report.objects += 1;
             let key = object.key();
             let source = || Source {
@@ -263,6 +279,10 @@ pub fn lint(inputs: &[Input]) -> Report {
                 document,
             };
             for f in rules::check_self(&object) {
+                self_findings.push((source(), f));
+            }
+            for u in unknown_fields {
+                let f = Finding::new(RuleId::UnknownField, &key, u.path, u.message);
                 self_findings.push((source(), f));
             }
             if let Some(previous) = origin.insert(key.clone(), source()) {

@@ -113,6 +113,8 @@ catalogue! {
     // Input handling (not rules of DESIGN.md's list: how unreadable input is reported).
     InvalidObject = "invalid-object", Deny, Input;
     DuplicateObject = "duplicate-object", Warn, Input;
+    /// A key the kind's schema does not know (lint only; `schema`).
+    UnknownField = "unknown-field", Warn, Input;
 }
 
 impl fmt::Display for RuleId {
