@@ -533,6 +533,33 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_warnings_with_the_nearest_name() {
+        let r = lint_text(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r, namespace: shop}\nspec:\n  strategy:\n    canary:\n      canaryservice: c\n      stableService: s\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {whatever: 1}\n",
+        );
+        assert_eq!(r.findings.len(), 1, "{}", r.to_text());
+        let f = &r.findings[0];
+        assert_eq!((f.rule, f.severity), (RuleId::UnknownField, Severity::Warn));
+        assert_eq!((f.file.as_str(), f.document), ("t.yaml", 1));
+        assert_eq!(
+            (f.kind.as_str(), f.namespace.as_str(), f.name.as_str()),
+            ("Rollout", "shop", "r")
+        );
+        assert_eq!(f.path, "spec.strategy.canary.canaryservice");
+        assert_eq!(
+            f.message,
+            "unknown field \"canaryservice\" at spec.strategy.canary; did you mean \"canaryService\"?"
+        );
+        assert_eq!(r.exit_code(), 0);
+        // `load` (the files source of `serve`) does not look for them.
+        let loaded = load(&Input {
+            name: "t.yaml".into(),
+            text: "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selectr: {}}\n".into(),
+        });
+        assert!(loaded.objects[0].unknown_fields.is_empty());
+    }
+
+    #[test]
     fn json_shape() {
         let r = lint_text("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\nkind: x\n");
         let v = serde_json::to_value(&r).unwrap();
