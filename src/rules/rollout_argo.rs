@@ -198,8 +198,10 @@ mod tests {
     use crate::rules::testing::*;
     use serde_json::json;
 
-    fn findings(canary: serde_json::Value) -> Vec<Finding> {
-        let r = rollout(canary);
+    fn findings_of(doc: serde_json::Value) -> Vec<Finding> {
+        let crate::model::Object::Rollout(r) = object(doc) else {
+            panic!("a Rollout document");
+        };
         let mut out = Vec::new();
         check(
             &r,
@@ -207,6 +209,10 @@ mod tests {
             &mut out,
         );
         out
+    }
+
+    fn findings(canary: serde_json::Value) -> Vec<Finding> {
+        findings_of(rollout_doc(canary))
     }
 
     #[test]
@@ -277,16 +283,7 @@ mod tests {
         doc["spec"]["replicas"] = json!(-1);
         doc["spec"]["progressDeadlineSeconds"] = json!(5);
         doc["spec"]["minReadySeconds"] = json!(10);
-        let r = match object(doc) {
-            crate::model::Object::Rollout(r) => r,
-            _ => unreachable!(),
-        };
-        let mut out = Vec::new();
-        check(
-            &r,
-            &ObjectKey::new(crate::model::Kind::Rollout, "shop", "app"),
-            &mut out,
-        );
+        let out = findings_of(doc);
         let paths: Vec<&str> = out.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -299,16 +296,7 @@ mod tests {
         );
         let mut none = rollout_doc(json!({}));
         none["spec"]["strategy"] = json!({});
-        let r = match object(none) {
-            crate::model::Object::Rollout(r) => r,
-            _ => unreachable!(),
-        };
-        let mut out = Vec::new();
-        check(
-            &r,
-            &ObjectKey::new(crate::model::Kind::Rollout, "shop", "app"),
-            &mut out,
-        );
+        let out = findings_of(none);
         assert!(
             out.iter()
                 .any(|f| f.message.contains("missing field '.spec.strategy.canary")),
