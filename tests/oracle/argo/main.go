@@ -43,6 +43,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/tools/cache"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/rollout-guard/rollout-guard/tests/oracle/input"
@@ -134,7 +135,7 @@ func runCase(c input.Case) {
 				emitLint(d, "lint.unmarshal(v1.Service)", err)
 			}
 			var lenient corev1.Service
-			if err := yaml.Unmarshal(js, &lenient); err == nil {
+			if err := unmarshalAsServed(js, &lenient); err == nil {
 				lenient.Namespace = d.Namespace
 				w.services[key(d.Namespace, d.Name)] = &lenient
 			}
@@ -182,8 +183,11 @@ func judge(v *verdict, d input.Doc, w *world) {
 		}
 	}()
 	js, _ := yaml.Marshal(d.Object)
+	// Case-sensitive, as the API server and client-go decode (a field spelt "canaryservice"
+	// is pruned by the CRD's structural schema and never reaches the controller), not
+	// encoding/json's case-insensitive matching.
 	var ro v1alpha1.Rollout
-	if err := yaml.Unmarshal(js, &ro); err != nil {
+	if err := unmarshalAsServed(js, &ro); err != nil {
 		refuse(v, "argo-validation", "json.Unmarshal(v1alpha1.Rollout)", err)
 		return
 	}
@@ -208,6 +212,14 @@ func judge(v *verdict, d input.Doc, w *world) {
 		return
 	}
 	reconcile(v, &ro, w)
+}
+
+func unmarshalAsServed(y []byte, v any) error {
+	js, err := yaml.YAMLToJSON(y)
+	if err != nil {
+		return err
+	}
+	return sigsjson.UnmarshalCaseSensitivePreserveInts(js, v)
 }
 
 func toErrs(l field.ErrorList) []error {
