@@ -116,14 +116,21 @@ def main():
     helptext = subprocess.run([a.guard, "lint", "--help"], capture_output=True, text=True).stdout
     extra = ["--argo-rollouts-version", a.argo_version] if "--argo-rollouts-version" in helptext else []
 
-    argo = run_oracle(a.argo, cases)
-    istio = run_oracle(a.istio, cases)
-    other = run_oracle(a.argo_other, cases) if a.argo_other else []
+    # The oracles and rollout-guard run side by side (each oracle is one process per chunk).
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=3)
+    f_argo = pool.submit(run_oracle, a.argo, cases)
+    f_istio = pool.submit(run_oracle, a.istio, cases)
+    f_other = pool.submit(run_oracle, a.argo_other, cases) if a.argo_other else None
 
     guard = {}
     errors = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as ex:
-        for case, rep, err in ex.map(lambda c: run_guard(a.guard, extra, c), cases):
+        results = list(ex.map(lambda c: run_guard(a.guard, extra, c), cases))
+    argo, istio = f_argo.result(), f_istio.result()
+    other = f_other.result() if f_other else []
+    pool.shutdown()
+    if True:
+        for case, rep, err in results:
             if err is not None:
                 errors.append((case, err))
             else:
