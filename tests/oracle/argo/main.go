@@ -27,6 +27,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	log "github.com/sirupsen/logrus"
 
@@ -180,7 +181,7 @@ func refuse(v *verdict, source, fn string, errs ...error) {
 func judge(v *verdict, d input.Doc, w *world) {
 	defer func() {
 		if p := recover(); p != nil {
-			refuse(v, "argo-reconcile", "panic", fmt.Errorf("controller code panicked: %v", p))
+			refuse(v, "argo-reconcile", "panic", fmt.Errorf("controller code panicked: %v (in %s)", p, panicSite()))
 		}
 	}()
 	js, _ := yaml.Marshal(d.Object)
@@ -363,3 +364,19 @@ type nopRecorder struct{}
 func (nopRecorder) Eventf(runtime.Object, record.EventOptions, string, ...any) {}
 func (nopRecorder) Warnf(runtime.Object, record.EventOptions, string, ...any)  {}
 func (nopRecorder) K8sRecorder() k8srecord.EventRecorder                       { return k8srecord.NewFakeRecorder(0) }
+
+// panicSite names the innermost argo-rollouts function on the panicking stack.
+func panicSite() string {
+	for _, l := range strings.Split(string(debug.Stack()), "\n") {
+		if strings.Contains(l, "argoproj/argo-rollouts/") && !strings.HasPrefix(l, "\t") {
+			if i := strings.LastIndex(l, "/"); i >= 0 {
+				l = l[i+1:]
+			}
+			if j := strings.Index(l, "("); j >= 0 {
+				l = l[:j]
+			}
+			return l
+		}
+	}
+	return "?"
+}
