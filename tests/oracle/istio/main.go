@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"istio.io/istio/pkg/config/schema/collections"
+	istiolog "istio.io/istio/pkg/log"
 	"istio.io/istio/pkg/webhooks/validation/server"
 
 	"github.com/rollout-guard/rollout-guard/tests/oracle/input"
@@ -43,6 +44,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "oracle-istio:", err)
 		os.Exit(2)
+	}
+	// Istio's scopes log to stdout; the verdicts are the only output there.
+	for _, sc := range istiolog.Scopes() {
+		sc.SetOutputLevel(istiolog.NoneLevel)
 	}
 	mux := http.NewServeMux()
 	if _, err := server.New(server.Options{Schemas: collections.PilotGatewayAPI(), DomainSuffix: "cluster.local", Mux: mux}); err != nil {
