@@ -43,7 +43,7 @@ set +e
 python3 "$here/compare.py" --guard target/debug/rollout-guard --argo "$main" --argo-other "$other" \
   --argo-version "$argo" --istio "$here/bin/oracle-istio" \
   --table README.md --table "$here/README.md" --report "$out/disagreements.jsonl" \
-  tests/fixtures/argo-rollouts/*.yaml "$here"/examples/*.yaml "$out"/upstream/argo-lint/*.y*ml "$out"/upstream/istio/*.yaml "$gen"/*.yaml
+  tests/fixtures/argo-rollouts/*.yaml "$here"/examples/*.yaml "$out"/upstream/argo-lint/*.y*ml "$out"/upstream/istio/*.yaml "$out"/upstream/argo-istio/*.yaml "$gen"/*.yaml
 rc=$?
 set -e
 t3=$(date +%s)

@@ -58,4 +58,17 @@ cp "$here/../istio/go.sum" "$work/go.sum"
 ( cd "$work" && ORACLE_DUMP="$out/istio" GOFLAGS=-mod=mod nice -n 15 go test -count=1 \
     -run '^(TestValidateVirtualService|TestValidateDestinationRule|TestValidateChainingVirtualService)$' \
     ./validation >"$work/test.log" 2>&1 ) || { tail -30 "$work/test.log" >&2; echo "rebuild: Istio's validation tests failed (so the dumped verdicts are not upstream's expected ones)" >&2; exit 1; }
+# argo-rollouts v1.9.1 rollout/trafficrouting/istio's own tests, through reconcileVirtualService.
+awork="$root/target/oracle/argo-istio-dump"
+rm -rf "$awork"; mkdir -p "$awork/istio" "$out/argo-istio"
+cp "$argo_dir"/rollout/trafficrouting/istio/*.go "$awork/istio/"
+chmod -R u+w "$awork"
+sed -i 's/^func (r \*Reconciler) reconcileVirtualService(/func (r *Reconciler) reconcileVirtualServiceOracleOrig(/' "$awork/istio/istio.go"
+grep -q reconcileVirtualServiceOracleOrig "$awork/istio/istio.go" || { echo "rebuild: reconcileVirtualService not found in argo-rollouts' istio.go" >&2; exit 1; }
+cp "$here/argo_istio_dump_test.go.in" "$awork/istio/zz_oracle_dump_test.go"
+sed 's#^module .*#module oracle.local/argoistiodump#' "$here/../argo/go.mod" | grep -v 'tests/oracle/input' > "$awork/go.mod"
+cp "$here/../argo/go.sum" "$awork/go.sum"
+( cd "$awork" && ORACLE_DUMP="$out/argo-istio" GOFLAGS=-mod=mod nice -n 15 go test -count=1 ./istio >"$awork/test.log" 2>&1 ) \
+  || { tail -30 "$awork/test.log" >&2; echo "rebuild: argo-rollouts' istio tests failed (so the dumped verdicts are not upstream's expected ones)" >&2; exit 1; }
+echo "rebuild: $(ls "$out/argo-istio"/*.yaml | wc -l) reconciles from argo-rollouts' rollout/trafficrouting/istio tests"
 echo "rebuild: $(ls "$out/istio"/*.yaml | wc -l) Istio test objects; $(ls "$out/argo-lint" | grep -c -v expected.tsv) lint testdata files, in $out"
