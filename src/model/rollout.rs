@@ -75,6 +75,31 @@ pub struct RolloutSpec {
     pub strategy: Strategy,
     pub template: Option<PodTemplate>,
     pub workload_ref: Option<WorkloadRef>,
+    pub selector: Option<Selector>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub replicas: Option<i64>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub min_ready_seconds: Option<i64>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub revision_history_limit: Option<i64>,
+    #[serde(deserialize_with = "lenient_int::opt")]
+    pub progress_deadline_seconds: Option<i64>,
+}
+
+/// Only what Argo Rollouts' generic validation asks of a selector: is it there, is it empty.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Selector {
+    pub match_labels: super::meta::Labels,
+    pub match_expressions: Vec<serde::de::IgnoredAny>,
+}
+
+/// A Kubernetes int-or-string (`maxSurge: 1`, `maxSurge: "25%"`, `duration: 10s`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(i64),
+    Str(String),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -100,6 +125,7 @@ pub struct PodTemplateMeta {
 #[serde(default, rename_all = "camelCase")]
 pub struct Strategy {
     pub canary: Option<Canary>,
+    pub blue_green: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -110,6 +136,8 @@ pub struct Canary {
     pub ping_pong: Option<PingPong>,
     pub traffic_routing: Option<TrafficRouting>,
     pub steps: Vec<Step>,
+    pub max_surge: Option<IntOrString>,
+    pub max_unavailable: Option<IntOrString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -275,6 +303,15 @@ pub struct Step {
     pub set_header_route: Option<Box<SetHeaderRoute>>,
     pub set_mirror_route: Option<Box<SetMirrorRoute>>,
     pub experiment: Option<Box<ExperimentStep>>,
+    pub pause: Option<Pause>,
+    pub analysis: Option<serde::de::IgnoredAny>,
+    pub plugin: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Pause {
+    pub duration: Option<IntOrString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

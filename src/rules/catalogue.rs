@@ -80,6 +80,9 @@ catalogue! {
     HeaderMatchValue = "header-match-value", Deny, SelfContained;
     MaxTrafficWeightUnsupported = "max-traffic-weight-unsupported", Deny, SelfContained;
     VirtualServiceReferenceForm = "virtualservice-reference-form", Warn, SelfContained;
+    /// Argo Rollouts' generic Rollout validation, in its wording (steps, maxSurge/maxUnavailable,
+    /// selector, strategy, counts).
+    RolloutSpecInvalid = "rollout-spec-invalid", Deny, SelfContained;
     // Rollout against other objects.
     ReferenceMissing = "reference-missing", Warn, Reference;
     HttpRouteNotFound = "http-route-not-found", Deny, Reference;
@@ -154,6 +157,7 @@ mod tests {
     fn every_rule_is_implemented() {
         let sources = [
             include_str!("rollout_spec.rs"),
+            include_str!("rollout_argo.rs"),
             include_str!("route_selection.rs"),
             include_str!("destinations.rs"),
             include_str!("subsets.rs"),

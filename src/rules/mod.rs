@@ -3,7 +3,8 @@
 //! and a message that says what was expected, what was found and how to fix it.
 //!
 //! One module per concern; the rule id in a message leads to the module in one hop:
-//! - `rollout_spec`: a Rollout on its own;
+//! - `rollout_spec`: a Rollout on its own (the canary and traffic-routing rules);
+//! - `rollout_argo`: Argo Rollouts' generic Rollout validation;
 //! - `route_selection`: a Rollout's route lists against its VirtualServices;
 //! - `destinations`: the destinations of the routes a Rollout manages;
 //! - `subsets`: a Rollout against its DestinationRule;
@@ -17,6 +18,7 @@ pub mod catalogue;
 pub mod destinationrule;
 pub mod destinations;
 pub mod references;
+pub mod rollout_argo;
 pub mod rollout_spec;
 pub mod route_selection;
 pub mod services;
@@ -167,7 +169,11 @@ impl std::fmt::Display for Finding {
 /// The rules an object gets on its own (no other object needed).
 pub fn check_self(object: &Object) -> Vec<Finding> {
     match object {
-        Object::Rollout(r) => rollout_spec::check(r),
+        Object::Rollout(r) => {
+            let mut findings = rollout_spec::check(r);
+            rollout_argo::check(r, &object.key(), &mut findings);
+            findings
+        }
         Object::VirtualService(vs) => virtualservice::check(vs),
         Object::DestinationRule(dr) => destinationrule::check(dr),
         Object::Service(_) => Vec::new(),
