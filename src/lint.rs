@@ -554,7 +554,8 @@ mod tests {
         // `load` (the files source of `serve`) does not look for them.
         let loaded = load(&Input {
             name: "t.yaml".into(),
-            text: "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selectr: {}}\n".into(),
+            text: "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selectr: {}}\n"
+                .into(),
         });
         assert!(loaded.objects[0].unknown_fields.is_empty());
     }

@@ -251,8 +251,7 @@ impl KindSchema {
     }
 
     fn from_schema(version: &str, text: &str) -> Result<KindSchema, String> {
-        let file: SchemaFile =
-            serde_yaml_ng::from_str(text).map_err(|e| format!("schema: {e}"))?;
+        let file: SchemaFile = serde_yaml_ng::from_str(text).map_err(|e| format!("schema: {e}"))?;
         Ok(KindSchema {
             versions: vec![(version.to_string(), 0)],
             roots: vec![root(&file.open_api_v3_schema)?],
@@ -561,7 +560,10 @@ mod tests {
             "unknown field \"replica\" at spec; did you mean \"replicas\"?"
         );
         assert_eq!(
-            message(&found, "spec.template.spec.containers[0].readinessProbe.httpGet.prot"),
+            message(
+                &found,
+                "spec.template.spec.containers[0].readinessProbe.httpGet.prot"
+            ),
             "unknown field \"prot\" at spec.template.spec.containers[0].readinessProbe.httpGet; \
              did you mean \"port\"?"
         );
@@ -593,10 +595,7 @@ mod tests {
         );
         assert_eq!(
             paths(&found),
-            [
-                "metadata.namespce",
-                "metadata.ownerReferences[0].controler"
-            ]
+            ["metadata.namespce", "metadata.ownerReferences[0].controler"]
         );
         assert_eq!(
             message(&found, "metadata.namespce"),
@@ -635,8 +634,12 @@ mod tests {
             message(&found, "spec.http[0].route[1].destinaton"),
             "unknown field \"destinaton\" at spec.http[0].route[1]; did you mean \"destination\"?"
         );
-        assert!(message(&found, "spec.http[0].route[1].wieght").ends_with("did you mean \"weight\"?"));
-        assert!(message(&found, "spec.tls[0].match[0].sniHost").ends_with("did you mean \"sniHosts\"?"));
+        assert!(
+            message(&found, "spec.http[0].route[1].wieght").ends_with("did you mean \"weight\"?")
+        );
+        assert!(
+            message(&found, "spec.tls[0].match[0].sniHost").ends_with("did you mean \"sniHosts\"?")
+        );
     }
 
     #[test]
@@ -651,7 +654,7 @@ mod tests {
             "unknown field \"zzz\" at spec.ports[0]; the fields there are appProtocol, name, \
              nodePort, port, protocol, targetPort"
         );
- assert_eq!(
+        assert_eq!(
             message(&found, "spec.frobnicate"),
             "unknown field \"frobnicate\" at spec; none of the 20 fields there is close to it"
         );

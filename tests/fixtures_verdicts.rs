@@ -147,9 +147,14 @@ fn snippets_are_not_yaml_inputs() {
 /// `unknown-field` warning (one would mean the schema reading is wrong).
 #[test]
 fn fixtures_have_no_unknown_fields() {
-    for dir in ["tests/fixtures/argo-rollouts", "examples/manifests", "tests/e2e/manifests"] {
+    for dir in [
+        "tests/fixtures/argo-rollouts",
+        "examples/manifests",
+        "tests/e2e/manifests",
+    ] {
         let dir = format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"));
-        let (inputs, errors) = rollout_guard::lint::read_inputs(&[dir.clone()], &mut std::io::empty());
+        let (inputs, errors) =
+            rollout_guard::lint::read_inputs(&[dir.clone()], &mut std::io::empty());
         assert!(errors.is_empty(), "{errors:?}");
         let report = lint(&inputs);
         assert!(report.objects > 0, "{dir}: no objects");
