@@ -154,7 +154,7 @@ fn fixtures_have_no_unknown_fields() {
     ] {
         let dir = format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"));
         let (inputs, errors) =
-            rollout_guard::lint::read_inputs(&[dir.clone()], &mut std::io::empty());
+            rollout_guard::lint::read_inputs(std::slice::from_ref(&dir), &mut std::io::empty());
         assert!(errors.is_empty(), "{errors:?}");
         let report = lint(&inputs);
         assert!(report.objects > 0, "{dir}: no objects");
