@@ -6,7 +6,7 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --release
 
-test: check unit e2e
+test: check unit oracle e2e
 
 check:
 	$(CARGO) fmt --all -- --check
@@ -67,7 +67,7 @@ SOAK_SECONDS ?= 60
 soak:
 	CARGO="$(CARGO)" SOAK_SECONDS=$(SOAK_SECONDS) scripts/soak.sh
 
-# Differential oracle (not part of `make test` yet): Argo Rollouts' and Istio's own validation
+# Differential oracle (part of `make test`; larger ORACLE_CASES on demand): Argo Rollouts' and Istio's own validation
 # code (tests/oracle, Go, pinned modules) against `rollout-guard lint` over the fixtures,
 # upstream's test fixtures rebuilt as YAML and ORACLE_CASES generated cases from ORACLE_SEED.
 # Fails on a disagreement not listed in README.md's deliberate-differences table.

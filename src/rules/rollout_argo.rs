@@ -70,9 +70,33 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, out: &mut Vec<Finding>) {
             "MaxSurge and MaxUnavailable both can not be zero; allow at least one extra or one missing pod".into(),
         );
     }
+    let routing = canary.traffic_routing.as_ref();
     for (i, step) in canary.steps.iter().enumerate() {
         let first = out.len();
         step_shape(step, i, key, out);
+        let templates = step.experiment.iter().flat_map(|e| e.templates.iter());
+        for (k, t) in templates.enumerate().filter(|(_, t)| t.weight.is_some()) {
+            let problem = match routing {
+                None => Some("Experiment template weight cannot be set unless TrafficRouting is enabled"),
+                Some(r) if r.istio.is_none() && r.smi.is_none() && r.alb.is_none() && r.plugins.is_none() => Some(
+                    "Experiment template weight is only available for TrafficRouting with SMI, ALB, Istio and \
+                     Plugins at this time",
+                ),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                out.push(Finding::new(
+                    RuleId::RolloutSpecInvalid,
+                    key,
+                    format!("{STEPS}[{i}].experiment.templates[{k}].weight"),
+                    format!(
+                        "{problem}; found weight {} on template {:?}",
+                        t.weight.unwrap_or(0),
+                        t.name
+                    ),
+                ));
+            }
+        }
         let subject = format!("step {step:?}");
         for f in &mut out[first..] {
             f.subject.clone_from(&subject);
@@ -253,6 +277,24 @@ mod tests {
         assert!(f[0]
             .message
             .starts_with("Step must have one of the following set"));
+    }
+
+    #[test]
+    fn experiment_weights_need_a_router_that_splits_by_weight() {
+        let step = json!([{"experiment": {"templates": [{"name": "exp", "weight": 20}]}}]);
+        let f = findings(json!({"steps": step}));
+        assert!(
+            f[0].message
+                .starts_with("Experiment template weight cannot be set unless TrafficRouting"),
+            "{f:?}"
+        );
+        let f = findings(json!({"steps": step, "trafficRouting": {"nginx": {}}}));
+        assert!(
+            f[0].message
+                .starts_with("Experiment template weight is only available"),
+            "{f:?}"
+        );
+        assert!(findings(json!({"steps": step, "trafficRouting": {"smi": {}}})).is_empty());
     }
 
     #[test]
