@@ -1,12 +1,12 @@
 # rollout-guard: `make run` starts the webhook on the embedded default; `make test` runs everything.
 CARGO ?= cargo
 
-.PHONY: build run test check fmt clippy unit e2e lint-fixtures
+.PHONY: build run test check fmt clippy unit e2e e2e-real e2e-tools lint-fixtures
 
 build:
 	$(CARGO) build --release
 
-test: check unit oracle e2e
+test: check unit oracle e2e e2e-real
 
 check:
 	$(CARGO) fmt --all -- --check
@@ -23,6 +23,17 @@ fmt:
 e2e:
 	$(CARGO) build
 	tests/e2e/run.sh
+
+# End to end against the real thing: kube-apiserver v1.34.1 + etcd 3.6.4, the Argo Rollouts
+# controller v1.9.1 and its kubectl plugin, gitops-engine as the GitOps writer, all built from the
+# Go modules pinned in tests/e2e/tools/ (once, cached in ~/.cache/rollout-guard-kube/tools; needs
+# Go >= 1.24 and the Go module proxy). See tests/e2e/README.md.
+e2e-real: e2e-tools
+	$(CARGO) build
+	tests/e2e/real.sh
+
+e2e-tools:
+	scripts/build-e2e-tools.sh >/dev/null
 
 lint-fixtures: build
 	./target/release/rollout-guard lint tests/fixtures/argo-rollouts || true

@@ -1,33 +1,37 @@
 #!/usr/bin/env bash
-# Starts a throwaway control plane on 127.0.0.1 for the end-to-end tests: etcd (Debian's
-# etcd-server) and kube-apiserver 1.20.2, built once from Debian's kubernetes source package and
-# cached, so later runs start in seconds. No kubelet, no controllers, no cluster network.
+# Starts a throwaway control plane on 127.0.0.1 for the end-to-end tests, built once and cached,
+# so later runs start in seconds. No kubelet, no controllers, no cluster network.
 #
-#   scripts/kube-up.sh [--fresh] [--run-dir DIR]    prints the kubeconfig path on stdout
-#   scripts/kube-down.sh [--run-dir DIR]            stops both processes
+#   --version 1.20 (default): etcd from Debian's etcd-server (3.4) and kube-apiserver 1.20.2,
+#     built from Debian's kubernetes source package (the oldest server rollout-guard supports).
+#   --version 1.34: etcd 3.6.4 and kube-apiserver v1.34.1, built from the Go modules pinned in
+#     tests/e2e/tools/ by scripts/build-e2e-tools.sh (the server argo-rollouts v1.9.1 is built for).
 #
+#   scripts/kube-up.sh [--version 1.20|1.34] [--fresh] [--run-dir DIR]   prints the kubeconfig path
+#   scripts/kube-down.sh [--version 1.20|1.34] [--run-dir DIR]           stops both processes
+#
+#   --version V    also KUBE_VERSION=V
 #   --fresh        stop what runs from the run dir and start on an empty etcd data dir
 #   ROLLOUT_GUARD_KUBE_CACHE   build cache (default ~/.cache/rollout-guard-kube)
-#   ROLLOUT_GUARD_KUBE_RUN     run dir: pids, logs, certs, kubeconfig (default $CACHE/run)
-#   ETCD_PORT (23790), ETCD_PEER_PORT (ETCD_PORT+10), API_PORT (16443), KUBE_UP_TIMEOUT (60 s)
+#   ROLLOUT_GUARD_KUBE_RUN     run dir: pids, logs, certs, kubeconfig (default $CACHE/run for 1.20,
+#                              $CACHE/run-1.34 for 1.34)
+#   ETCD_PORT, ETCD_PEER_PORT (ETCD_PORT+10), API_PORT, KUBE_UP_TIMEOUT (60 s). Ports default to
+#     23790 and 16443 on 1.20; on 1.34 to free ones, chosen once per run dir and kept in
+#     $RUN/ports.env, so that a second kube-up.sh (a restart) finds the same server again.
 #
-# The first run needs root (apt-get) and about 7 minutes on 2 cores; progress goes to stderr.
+# The first run needs root (apt-get) and about 7 minutes on 2 cores for 1.20, or Go and the Go
+# module proxy for 1.34 (see scripts/build-e2e-tools.sh); progress goes to stderr.
 set -euo pipefail
 
 HOME=${HOME:-/root}
 CACHE=${ROLLOUT_GUARD_KUBE_CACHE:-$HOME/.cache/rollout-guard-kube}
-RUN=${ROLLOUT_GUARD_KUBE_RUN:-$CACHE/run}
-ETCD_PORT=${ETCD_PORT:-23790}
+RUN=${ROLLOUT_GUARD_KUBE_RUN:-}
+ETCD_PORT=${ETCD_PORT:-}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-}
-API_PORT=${API_PORT:-16443}
+API_PORT=${API_PORT:-}
 TIMEOUT=${KUBE_UP_TIMEOUT:-60}
 FRESH=0
-
-K8S_VERSION=1.20.2
-SRC=$CACHE/kubernetes-$K8S_VERSION
-APISERVER=$SRC/_output/bin/kube-apiserver
-RUNTIME_PKGS=(etcd-server openssl curl)
-BUILD_PKGS=(golang-go rsync jq golang-github-modern-go-reflect2-dev make procps)
+VERSION=${KUBE_VERSION:-1.20}
 
 log() { echo "kube-up: $*" >&2; }
 die() { echo "kube-up: error: $*" >&2; exit 1; }
@@ -35,6 +39,8 @@ die() { echo "kube-up: error: $*" >&2; exit 1; }
 while [ $# -gt 0 ]; do
   case $1 in
     --fresh) FRESH=1 ;;
+    --version) [ $# -ge 2 ] || die "--version needs a value"; VERSION=$2; shift ;;
+    --version=*) VERSION=${1#*=} ;;
     --run-dir) [ $# -ge 2 ] || die "--run-dir needs a value"; RUN=$2; shift ;;
     --run-dir=*) RUN=${1#*=} ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
@@ -42,14 +48,50 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-for p in ETCD_PORT API_PORT TIMEOUT; do
+case $VERSION in
+  1.20 | 1.20.2)
+    K8S_VERSION=1.20.2
+    RUN=${RUN:-$CACHE/run}
+    ETCD_PORT=${ETCD_PORT:-23790}
+    API_PORT=${API_PORT:-16443}
+    SRC=$CACHE/kubernetes-$K8S_VERSION
+    APISERVER=$SRC/_output/bin/kube-apiserver
+    ETCD=etcd
+    RUNTIME_PKGS=(etcd-server openssl curl)
+    BUILD_PKGS=(golang-go rsync jq golang-github-modern-go-reflect2-dev make procps)
+    ;;
+  1.34 | 1.34.1)
+    K8S_VERSION=1.34.1
+    RUN=${RUN:-$CACHE/run-1.34}
+    TOOLS_BIN=$("$(dirname "$0")/build-e2e-tools.sh" --print-dir)
+    APISERVER=$TOOLS_BIN/kube-apiserver
+    ETCD=$TOOLS_BIN/etcd
+    RUNTIME_PKGS=(openssl curl)
+    ;;
+  *) die "unsupported --version '$VERSION' (1.20 or 1.34)" ;;
+esac
+[[ $TIMEOUT =~ ^[0-9]+$ ]] || die "KUBE_UP_TIMEOUT must be a number, got '$TIMEOUT'"
+mkdir -p "$CACHE" "$RUN"
+CACHE=$(cd "$CACHE" && pwd)
+RUN=$(cd "$RUN" && pwd)
+if [ "$K8S_VERSION" = 1.34.1 ]; then
+  # Free ports, chosen once per run dir (kept across restarts); explicit ETCD_PORT/API_PORT win.
+  # (--fresh stops this run dir's processes first, so it picks new ones.)
+  if [ $FRESH -eq 0 ] && [ -f "$RUN/ports.env" ] && [ -z "$ETCD_PORT$API_PORT" ]; then
+    # shellcheck disable=SC1091
+    . "$RUN/ports.env"
+  fi
+  free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  ETCD_PORT=${ETCD_PORT:-$(free_port)}
+  ETCD_PEER_PORT=${ETCD_PEER_PORT:-$(free_port)}
+  API_PORT=${API_PORT:-$(free_port)}
+  printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPI_PORT=%s\n' "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" >"$RUN/ports.env"
+fi
+for p in ETCD_PORT API_PORT; do
   [[ ${!p} =~ ^[0-9]+$ ]] || die "$p must be a number, got '${!p}'"
 done
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-$((ETCD_PORT + 10))}
 [[ $ETCD_PEER_PORT =~ ^[0-9]+$ ]] || die "ETCD_PEER_PORT must be a number, got '$ETCD_PEER_PORT'"
-mkdir -p "$CACHE" "$RUN"
-CACHE=$(cd "$CACHE" && pwd)
-RUN=$(cd "$RUN" && pwd)
 
 # --- packages -----------------------------------------------------------------------------------
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -68,6 +110,13 @@ ensure_packages() {
 
 # --- kube-apiserver build (once; the binary is reused by every later run) ------------------------
 apiserver_ok() { [ -x "$APISERVER" ] && "$APISERVER" --version 2>/dev/null | grep -q "v$K8S_VERSION"; }
+
+# 1.34: kube-apiserver and etcd from the pinned Go modules (the script caches and locks itself).
+build_from_modules() {
+  apiserver_ok && [ -x "$ETCD" ] && return 0
+  "$(dirname "$0")/build-e2e-tools.sh" kube-apiserver etcd >/dev/null
+  apiserver_ok || die "build finished but $APISERVER does not report v$K8S_VERSION"
+}
 
 fetch_source() {
   # A private apt configuration with one deb-src entry: the machine's sources stay untouched.
@@ -218,7 +267,7 @@ start_etcd() {
   port_busy "$ETCD_PORT" && die "port $ETCD_PORT is taken by another process; set ETCD_PORT"
   port_busy "$ETCD_PEER_PORT" && die "port $ETCD_PEER_PORT is taken by another process; set ETCD_PEER_PORT"
   log "starting etcd on 127.0.0.1:$ETCD_PORT"
-  setsid etcd --data-dir "$RUN/etcd-data" \
+  setsid "$ETCD" --data-dir "$RUN/etcd-data" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     </dev/null >"$RUN/etcd.log" 2>&1 &
@@ -242,10 +291,13 @@ start_apiserver() {
   else
     port_busy "$API_PORT" && die "port $API_PORT is taken by another process; set API_PORT"
     log "starting kube-apiserver $K8S_VERSION on 127.0.0.1:$API_PORT"
+    # 1.24 removed --insecure-port (and with it the insecure port); 1.20 needs it set to 0.
+    local insecure=(--insecure-port=0)
+    [ "$K8S_VERSION" = 1.20.2 ] || insecure=()
     (
       cd "$RUN"
       exec setsid "$APISERVER" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-        --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" --insecure-port=0 \
+        --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" "${insecure[@]}" \
         --tls-cert-file="$RUN/apiserver.crt" --tls-private-key-file="$RUN/apiserver.key" \
         --client-ca-file="$RUN/ca.crt" --token-auth-file="$RUN/tokens.csv" --authorization-mode=RBAC \
         --service-account-key-file="$RUN/sa.pub" --service-account-signing-key-file="$RUN/sa.key" \
@@ -287,7 +339,7 @@ EOF
 
 # --- main ---------------------------------------------------------------------------------------
 ensure_packages "${RUNTIME_PKGS[@]}"
-build_apiserver
+if [ "$K8S_VERSION" = 1.20.2 ]; then build_apiserver; else build_from_modules; fi
 if [ $FRESH -eq 1 ]; then
   "$(dirname "$0")/kube-down.sh" --run-dir "$RUN" >&2
   rm -rf "$RUN/etcd-data"
