@@ -1,6 +1,8 @@
 //! Decision latency under a watch-event storm: the same reviews decided while another thread
-//! writes the index as fast as it can (upserting the state's own objects, as a relist or a burst
-//! of controller status writes would), against the same reviews on a quiet index, in one run.
+//! writes the index at a fixed rate of `EVENTS_PER_SECOND` (upserting the state's own objects, as
+//! a relist or a burst of controller status writes would), against the same reviews on a quiet
+//! index, in one run. The rate is the same for both ways of sharing, so that they are compared
+//! under the same load.
 //!
 //! Three ways of sharing the index are measured side by side:
 //! - `quiet`: snapshots, no writer (the baseline);
@@ -23,7 +25,10 @@ use rollout_guard::index::{Index, SharedIndex};
 use rollout_guard::model::Object;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// "Thousands of updates per second": a relist of a large namespace, or many Rollouts' status.
+const EVENTS_PER_SECOND: u32 = 5_000;
 
 fn objects(n: usize) -> Vec<Object> {
     gen::live_objects(n)
@@ -48,12 +53,19 @@ impl Storm {
         let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(AtomicU64::new(0));
         let (s, e) = (stop.clone(), events.clone());
+        let interval = Duration::from_secs(1) / EVENTS_PER_SECOND;
         let thread = std::thread::spawn(move || {
+            let started = Instant::now();
             let mut i = 0u64;
             while !s.load(Ordering::Relaxed) {
                 write(i);
                 i += 1;
                 e.store(i, Ordering::Relaxed);
+                // Paced to the rate; a writer that falls behind catches up without sleeping.
+                let due = started + interval * u32::try_from(i).unwrap_or(u32::MAX);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
             }
         });
         Storm {
@@ -94,7 +106,7 @@ fn main() {
     let mut section = Section::new("storm");
     section.line(format!(
         "### Decision latency under a watch-event storm ({n} apps, {} objects; a writer thread upserts \
-         the state's objects in a loop)",
+         the state's objects at {EVENTS_PER_SECOND} events/s)",
         objects.len()
     ));
     section.line("");

@@ -13,6 +13,7 @@ pub mod lint;
 pub mod metrics;
 pub mod model;
 pub mod rules;
+pub mod schema;
 pub mod server;
 pub mod source;
 mod yaml_guard;

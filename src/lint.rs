@@ -178,6 +178,8 @@ struct Source {
 pub struct LoadedObject {
     pub document: usize,
     pub object: Object,
+    /// Keys its schema does not know (see `schema`); filled by `lint` only, not by [`load`].
+    pub unknown_fields: Vec<crate::schema::UnknownField>,
 }
 
 /// What one input holds: the objects of our kinds in document order, and a deny finding
@@ -193,6 +195,11 @@ pub struct Loaded {
 /// Splits one input into documents (`---`), reads each as YAML (a `kind: List` is expanded) and
 /// parses the objects of our kinds. Shared by `lint` and the files source of `serve`.
 pub fn load(input: &Input) -> Loaded {
+    read(input, false)
+}
+
+/// [`load`], and with `check_fields` each object's unknown fields too.
+fn read(input: &Input, check_fields: bool) -> Loaded {
     let mut loaded = Loaded::default();
     for doc in documents(&input.text) {
         loaded.documents += 1;
@@ -215,6 +222,10 @@ pub fn load(input: &Input) -> Loaded {
             match Object::parse(item, "default") {
                 Ok(Some(object)) => loaded.objects.push(LoadedObject {
                     document: doc.number,
+                    unknown_fields: match check_fields {
+                        true => crate::schema::unknown_fields(object.kind(), item),
+                        false => Vec::new(),
+                    },
                     object,
                 }),
                 Ok(None) => {}
@@ -250,12 +261,17 @@ pub fn lint(inputs: &[Input]) -> Report {
     let mut origin: HashMap<ObjectKey, Source> = HashMap::new();
     let mut self_findings: Vec<(Source, Finding)> = Vec::new();
     for input in inputs {
-        let loaded = load(input);
+        let loaded = read(input, true);
         report.documents += loaded.documents;
         for f in loaded.invalid {
             report.push(f);
         }
-        for LoadedObject { document, object } in loaded.objects {
+        for LoadedObject {
+            document,
+            object,
+            unknown_fields,
+        } in loaded.objects
+        {
             report.objects += 1;
             let key = object.key();
             let source = || Source {
@@ -263,6 +279,10 @@ pub fn lint(inputs: &[Input]) -> Report {
                 document,
             };
             for f in rules::check_self(&object) {
+                self_findings.push((source(), f));
+            }
+            for u in unknown_fields {
+                let f = Finding::new(RuleId::UnknownField, &key, u.path, u.message);
                 self_findings.push((source(), f));
             }
             if let Some(previous) = origin.insert(key.clone(), source()) {
@@ -510,6 +530,38 @@ mod tests {
             (RuleId::DuplicateObject, 3)
         );
         assert_eq!(r.exit_code(), 0);
+    }
+
+    #[test]
+    fn unknown_fields_are_warnings_with_the_nearest_name() {
+        let r = lint_text(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: r, namespace: shop}\nspec:\n  strategy:\n    canary:\n      canaryservice: c\n      stableService: s\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {whatever: 1}\n",
+        );
+        let unknown: Vec<&LintFinding> = r
+            .findings
+            .iter()
+            .filter(|f| f.rule == RuleId::UnknownField)
+            .collect();
+        assert_eq!(unknown.len(), 1, "{}", r.to_text());
+        let f = unknown[0];
+        assert_eq!(f.severity, Severity::Warn);
+        assert_eq!((f.file.as_str(), f.document), ("t.yaml", 1));
+        assert_eq!(
+            (f.kind.as_str(), f.namespace.as_str(), f.name.as_str()),
+            ("Rollout", "shop", "r")
+        );
+        assert_eq!(f.path, "spec.strategy.canary.canaryservice");
+        assert_eq!(
+            f.message,
+            "unknown field \"canaryservice\" at spec.strategy.canary; did you mean \"canaryService\"?"
+        );
+        // `load` (the files source of `serve`) does not look for them.
+        let loaded = load(&Input {
+            name: "t.yaml".into(),
+            text: "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {selectr: {}}\n"
+                .into(),
+        });
+        assert!(loaded.objects[0].unknown_fields.is_empty());
     }
 
     #[test]

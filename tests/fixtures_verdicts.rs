@@ -142,3 +142,28 @@ fn snippets_are_not_yaml_inputs() {
     assert!(inputs.iter().all(|i| i.name.ends_with(".yaml")));
     assert_eq!(inputs.len(), 15);
 }
+
+/// Upstream's own manifests use only fields upstream's schemas know: none of them gets an
+/// `unknown-field` warning (one would mean the schema reading is wrong).
+#[test]
+fn fixtures_have_no_unknown_fields() {
+    for dir in [
+        "tests/fixtures/argo-rollouts",
+        "examples/manifests",
+        "tests/e2e/manifests",
+    ] {
+        let dir = format!("{}/{dir}", env!("CARGO_MANIFEST_DIR"));
+        let (inputs, errors) =
+            rollout_guard::lint::read_inputs(std::slice::from_ref(&dir), &mut std::io::empty());
+        assert!(errors.is_empty(), "{errors:?}");
+        let report = lint(&inputs);
+        assert!(report.objects > 0, "{dir}: no objects");
+        let unknown: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.rule.id() == "unknown-field")
+            .map(|f| format!("{}:{}: {}", f.file, f.document, f.message))
+            .collect();
+        assert!(unknown.is_empty(), "{dir}: {unknown:#?}");
+    }
+}

@@ -151,6 +151,10 @@ pub struct PingPong {
 #[serde(default, rename_all = "camelCase")]
 pub struct TrafficRouting {
     pub istio: Option<Istio>,
+    /// Other routers, only to tell which one is configured.
+    pub smi: Option<serde::de::IgnoredAny>,
+    pub alb: Option<serde::de::IgnoredAny>,
+    pub plugins: Option<serde::de::IgnoredAny>,
     pub managed_routes: Option<Vec<ManagedRoute>>,
     #[serde(deserialize_with = "lenient_int::opt")]
     pub max_traffic_weight: Option<i64>,

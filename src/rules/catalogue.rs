@@ -97,6 +97,11 @@ catalogue! {
     ServiceSelectorMismatch = "service-selector-mismatch", Deny, Reference;
     ServiceManagedByOtherRollout = "service-managed-by-other-rollout", Deny, Reference;
     RouteListIgnored = "route-list-ignored", Warn, Reference;
+    /// The VirtualService has no http, tls or tcp route: Argo Rollouts refuses the Rollout.
+    VirtualServiceWithoutRoutes = "virtualservice-without-routes", Deny, Reference;
+    /// A setHeaderRoute/setMirrorRoute step against a VirtualService without http routes: the
+    /// controller fails the step.
+    ManagedRouteNeedsHttp = "managed-route-needs-http", Deny, Reference;
     DestinationRuleHostMismatch = "destinationrule-host-mismatch", Warn, Reference;
     DestinationHostForm = "destination-host-form", Warn, Reference;
     ForeignDestination = "foreign-destination", Warn, Reference;
@@ -116,6 +121,8 @@ catalogue! {
     // Input handling (not rules of DESIGN.md's list: how unreadable input is reported).
     InvalidObject = "invalid-object", Deny, Input;
     DuplicateObject = "duplicate-object", Warn, Input;
+    /// A key the kind's schema does not know (lint only; `schema`).
+    UnknownField = "unknown-field", Warn, Input;
 }
 
 impl fmt::Display for RuleId {

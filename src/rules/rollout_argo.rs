@@ -70,9 +70,33 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, out: &mut Vec<Finding>) {
             "MaxSurge and MaxUnavailable both can not be zero; allow at least one extra or one missing pod".into(),
         );
     }
+    let routing = canary.traffic_routing.as_ref();
     for (i, step) in canary.steps.iter().enumerate() {
         let first = out.len();
         step_shape(step, i, key, out);
+        let templates = step.experiment.iter().flat_map(|e| e.templates.iter());
+        for (k, t) in templates.enumerate().filter(|(_, t)| t.weight.is_some()) {
+            let problem = match routing {
+                None => Some("Experiment template weight cannot be set unless TrafficRouting is enabled"),
+                Some(r) if r.istio.is_none() && r.smi.is_none() && r.alb.is_none() && r.plugins.is_none() => Some(
+                    "Experiment template weight is only available for TrafficRouting with SMI, ALB, Istio and \
+                     Plugins at this time",
+                ),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                out.push(Finding::new(
+                    RuleId::RolloutSpecInvalid,
+                    key,
+                    format!("{STEPS}[{i}].experiment.templates[{k}].weight"),
+                    format!(
+                        "{problem}; found weight {} on template {:?}",
+                        t.weight.unwrap_or(0),
+                        t.name
+                    ),
+                ));
+            }
+        }
         let subject = format!("step {step:?}");
         for f in &mut out[first..] {
             f.subject.clone_from(&subject);
@@ -198,8 +222,10 @@ mod tests {
     use crate::rules::testing::*;
     use serde_json::json;
 
-    fn findings(canary: serde_json::Value) -> Vec<Finding> {
-        let r = rollout(canary);
+    fn findings_of(doc: serde_json::Value) -> Vec<Finding> {
+        let crate::model::Object::Rollout(r) = object(doc) else {
+            panic!("a Rollout document");
+        };
         let mut out = Vec::new();
         check(
             &r,
@@ -207,6 +233,10 @@ mod tests {
             &mut out,
         );
         out
+    }
+
+    fn findings(canary: serde_json::Value) -> Vec<Finding> {
+        findings_of(rollout_doc(canary))
     }
 
     #[test]
@@ -250,6 +280,24 @@ mod tests {
     }
 
     #[test]
+    fn experiment_weights_need_a_router_that_splits_by_weight() {
+        let step = json!([{"experiment": {"templates": [{"name": "exp", "weight": 20}]}}]);
+        let f = findings(json!({"steps": step}));
+        assert!(
+            f[0].message
+                .starts_with("Experiment template weight cannot be set unless TrafficRouting"),
+            "{f:?}"
+        );
+        let f = findings(json!({"steps": step, "trafficRouting": {"nginx": {}}}));
+        assert!(
+            f[0].message
+                .starts_with("Experiment template weight is only available"),
+            "{f:?}"
+        );
+        assert!(findings(json!({"steps": step, "trafficRouting": {"smi": {}}})).is_empty());
+    }
+
+    #[test]
     fn pause_durations() {
         for bad in [json!(-5), json!("-1s"), json!("ten minutes"), json!("5x")] {
             let f = findings(json!({"steps": [{"pause": {"duration": bad}}]}));
@@ -277,16 +325,7 @@ mod tests {
         doc["spec"]["replicas"] = json!(-1);
         doc["spec"]["progressDeadlineSeconds"] = json!(5);
         doc["spec"]["minReadySeconds"] = json!(10);
-        let r = match object(doc) {
-            crate::model::Object::Rollout(r) => r,
-            _ => unreachable!(),
-        };
-        let mut out = Vec::new();
-        check(
-            &r,
-            &ObjectKey::new(crate::model::Kind::Rollout, "shop", "app"),
-            &mut out,
-        );
+        let out = findings_of(doc);
         let paths: Vec<&str> = out.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -299,16 +338,7 @@ mod tests {
         );
         let mut none = rollout_doc(json!({}));
         none["spec"]["strategy"] = json!({});
-        let r = match object(none) {
-            crate::model::Object::Rollout(r) => r,
-            _ => unreachable!(),
-        };
-        let mut out = Vec::new();
-        check(
-            &r,
-            &ObjectKey::new(crate::model::Kind::Rollout, "shop", "app"),
-            &mut out,
-        );
+        let out = findings_of(none);
         assert!(
             out.iter()
                 .any(|f| f.message.contains("missing field '.spec.strategy.canary")),
