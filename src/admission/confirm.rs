@@ -363,6 +363,63 @@ mod tests {
         }
     }
 
+    /// Argo Rollouts' istio.md "Additional Subset DestinationRule's": the additional subset lives
+    /// in a DestinationRule of its own; the Rollout CREATE and both DestinationRule writes pass.
+    #[tokio::test]
+    async fn the_documented_additional_subset_setup_is_accepted() {
+        let rollout = rollout_doc(json!({
+            "trafficRouting": {"istio": {
+                "virtualService": {"name": "app-vs", "routes": ["primary"]},
+                "destinationRule": {"name": "app-dr", "canarySubsetName": "canary", "stableSubsetName": "stable",
+                    "additionalSubsetNames": ["extra"]}}},
+            "steps": [{"setWeight": 20}]
+        }));
+        let vs = vs_doc(
+            "app-vs",
+            json!({"hosts": ["app"], "http": [{"name": "primary", "route": [
+                {"destination": {"host": "app", "subset": "stable"}, "weight": 90},
+                {"destination": {"host": "app", "subset": "canary"}, "weight": 0},
+                {"destination": {"host": "app-extra", "subset": "extra"}, "weight": 10}]}]}),
+        );
+        let dr = subset_dr("stable");
+        let mut extra = subset_dr("extra");
+        extra["metadata"]["name"] = json!("app-extra-dr");
+        extra["spec"] = json!({"host": "app-extra", "subsets": [{"name": "extra"}]});
+        let policy = Policy::default();
+        let cache = || {
+            index(vec![
+                object(vs.clone()),
+                object(dr.clone()),
+                object(extra.clone()),
+            ])
+        };
+        let created = ask(
+            &body("CREATE", &rollout, None),
+            cache(),
+            &policy,
+            None,
+            SECOND,
+        )
+        .await;
+        assert!(created.allowed, "{}", created.message);
+        assert!(
+            !created.warnings.iter().any(|w| w.contains("subset")),
+            "{:?}",
+            created.warnings
+        );
+        let mut with_rollout = cache();
+        with_rollout.upsert(object(rollout.clone()));
+        let again = ask(
+            &body("UPDATE", &dr, Some(&dr)),
+            with_rollout,
+            &policy,
+            None,
+            SECOND,
+        )
+        .await;
+        assert!(again.allowed, "{}", again.message);
+    }
+
     /// With `--breaks-severity deny`, a VirtualService rename whose Rollout was already renamed
     /// (its watch event not yet in the cache) is allowed: the fresh Rollout no longer breaks.
     #[tokio::test]
