@@ -409,8 +409,10 @@ mod tests {
         );
         let mut with_rollout = cache();
         with_rollout.upsert(object(rollout.clone()));
+        let mut dr_update = dr.clone();
+        dr_update["spec"]["trafficPolicy"] = json!({"tls": {"mode": "ISTIO_MUTUAL"}});
         let again = ask(
-            &body("UPDATE", &dr, Some(&dr)),
+            &body("UPDATE", &dr_update, Some(&dr)),
             with_rollout,
             &policy,
             None,
