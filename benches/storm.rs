@@ -204,6 +204,9 @@ fn main() {
          not waiting.",
     );
     section.figure("worst_snapshot_p99_ratio", worst_ratio);
-    section.figure("slowest_rwlock_writer_events_per_second", slowest_locked_writer);
+    section.figure(
+        "slowest_rwlock_writer_events_per_second",
+        slowest_locked_writer,
+    );
     section.write();
 }
