@@ -12,6 +12,7 @@ pub mod index;
 pub mod lint;
 pub mod metrics;
 pub mod model;
+pub mod parallel;
 pub mod rules;
 pub mod schema;
 pub mod server;

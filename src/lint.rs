@@ -200,58 +200,74 @@ pub fn load(input: &Input) -> Loaded {
 
 /// [`load`], and with `check_fields` each object's unknown fields too.
 fn read(input: &Input, check_fields: bool) -> Loaded {
-    let mut loaded = Loaded::default();
-    for doc in documents(&input.text) {
-        loaded.documents += 1;
-        let invalid = |message: String| LintFinding::invalid(&input.name, doc.number, message);
-        let value = match parse_yaml(&doc) {
-            Ok(v) => v,
-            Err(message) => {
-                loaded.invalid.push(invalid(message));
-                continue;
-            }
-        };
-        let items: Vec<&Value> = match (
-            value.get("kind").and_then(Value::as_str),
-            value.get("items"),
-        ) {
-            (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
-            _ => vec![&value],
-        };
-        for item in items {
-            match Object::parse(item, "default") {
-                Ok(Some(object)) => loaded.objects.push(LoadedObject {
-                    document: doc.number,
-                    unknown_fields: match check_fields {
-                        true => crate::schema::unknown_fields(object.kind(), item),
-                        false => Vec::new(),
-                    },
-                    object,
-                }),
-                Ok(None) => {}
-                Err(err) => {
-                    let mut f = invalid(format!("{}: {}", describe_doc(item), err));
-                    f.path = err.path.clone();
-                    if let Some(kind) = item.get("kind").and_then(Value::as_str) {
-                        f.kind = kind.to_string();
-                        f.name = item
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string();
-                        f.namespace = item
-                            .pointer("/metadata/namespace")
-                            .and_then(Value::as_str)
-                            .unwrap_or("default")
-                            .to_string();
-                    }
-                    f.message = err.message;
-                    loaded.invalid.push(f);
+    let docs = documents(&input.text);
+    let mut loaded = Loaded {
+        documents: docs.len(),
+        ..Loaded::default()
+    };
+    // Parsing is most of lint's and the files source's time: the documents go on every core.
+    for (objects, invalid) in
+        crate::parallel::map_ordered(&docs, |doc| read_document(input, doc, check_fields))
+    {
+        loaded.objects.extend(objects);
+        loaded.invalid.extend(invalid);
+    }
+    loaded
+}
+
+/// One document's objects of our kinds (a `kind: List` expanded), and its problems.
+fn read_document(
+    input: &Input,
+    doc: &Document<'_>,
+    check_fields: bool,
+) -> (Vec<LoadedObject>, Vec<LintFinding>) {
+    let mut objects = Vec::new();
+    let mut problems = Vec::new();
+    let invalid = |message: String| LintFinding::invalid(&input.name, doc.number, message);
+    let value = match parse_yaml(doc) {
+        Ok(v) => v,
+        Err(message) => return (objects, vec![invalid(message)]),
+    };
+    let items: Vec<&Value> = match (
+        value.get("kind").and_then(Value::as_str),
+        value.get("items"),
+    ) {
+        (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
+        _ => vec![&value],
+    };
+    for item in items {
+        match Object::parse(item, "default") {
+            Ok(Some(object)) => objects.push(LoadedObject {
+                document: doc.number,
+                unknown_fields: match check_fields {
+                    true => crate::schema::unknown_fields(object.kind(), item),
+                    false => Vec::new(),
+                },
+                object,
+            }),
+            Ok(None) => {}
+            Err(err) => {
+                let mut f = invalid(format!("{}: {}", describe_doc(item), err));
+                f.path = err.path.clone();
+                if let Some(kind) = item.get("kind").and_then(Value::as_str) {
+                    f.kind = kind.to_string();
+                    f.name = item
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    f.namespace = item
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("default")
+                        .to_string();
                 }
+                f.message = err.message;
+                problems.push(f);
             }
         }
     }
-    loaded
+    (objects, problems)
 }
 
 /// Lints inputs that were already read.

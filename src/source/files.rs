@@ -116,6 +116,7 @@ impl FilesSource {
         let before = self.files.len();
         self.files.retain(|p, _| paths.binary_search(p).is_ok());
         scan.removed = before - self.files.len();
+        let mut changed = Vec::new();
         for path in paths {
             let stamp = match Stamp::of(&path) {
                 Ok(s) => s,
@@ -125,8 +126,12 @@ impl FilesSource {
             if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
                 continue;
             }
-            scan.read += 1;
-            let (objects, errors) = read_file(&path);
+            changed.push((path, stamp));
+        }
+        scan.read = changed.len();
+        // Reading and parsing are the slow part (a first load of thousands of files): on every core.
+        let read = crate::parallel::map_ordered(&changed, |(path, _)| read_file(path));
+        for ((path, stamp), (objects, errors)) in changed.into_iter().zip(read) {
             let previous = self.files.remove(&path);
             let state = if errors.is_empty() {
                 FileState {
