@@ -101,6 +101,8 @@ struct Shared {
     index: SharedIndex,
     /// Reads objects from the API server to confirm a cross-object denial (kube source only).
     live: Option<Arc<dyn LiveRead>>,
+    /// Queues the Events of restores and denials (kube source, `--events on`).
+    events: Option<crate::events::Emitter>,
     policy: Policy,
     status: Arc<SourceStatus>,
     metrics: Arc<Metrics>,
@@ -122,6 +124,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             index,
             live: None,
+            events: None,
             policy,
             status,
             metrics,
@@ -138,6 +141,19 @@ impl AppState {
         match Arc::try_unwrap(self.0) {
             Ok(mut shared) => {
                 shared.live = live;
+                AppState(Arc::new(shared))
+            }
+            Err(shared) => AppState(shared),
+        }
+    }
+}
+
+impl AppState {
+    /// Record restores and denials as Events through `events` (off the request path).
+    pub fn with_events(self, events: Option<crate::events::Emitter>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut shared) => {
+                shared.events = events;
                 AppState(Arc::new(shared))
             }
             Err(shared) => AppState(shared),
@@ -321,6 +337,9 @@ async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Bo
     .await;
     let elapsed = started.elapsed();
     shared.metrics.observe(&reply.outcome, elapsed);
+    if let Some(events) = &shared.events {
+        events.offer(&reply.outcome);
+    }
     let o = &reply.outcome;
     let denied_rules = o.denied_rules.join(",");
     tracing::info!(
