@@ -219,21 +219,22 @@ pub fn explain(
 fn rollout_part(rollout: &Rollout) -> RolloutPart {
     let status = rollout.status.as_ref().ok();
     let steps = rollout.steps();
+    // Without `status.currentStepIndex` the controller has not started the steps: no step to show.
     let index = status
         .and_then(|s| s.current_step_index)
-        .unwrap_or(0)
-        .max(0) as usize;
-    let (step, step_weight) = if steps.is_empty() {
-        (None, None)
-    } else if index >= steps.len() {
-        (Some("completed".to_string()), Some(0))
-    } else {
-        let weight = steps[..=index]
-            .iter()
-            .rev()
-            .find_map(|s| s.set_weight)
-            .unwrap_or(0);
-        (Some(format!("{}/{}", index + 1, steps.len())), Some(weight))
+        .map(|i| usize::try_from(i).unwrap_or(0));
+    let (step, step_weight) = match index {
+        _ if steps.is_empty() => (None, None),
+        None => (None, None),
+        Some(i) if i >= steps.len() => (Some("completed".to_string()), Some(0)),
+        Some(i) => {
+            let weight = steps[..=i]
+                .iter()
+                .rev()
+                .find_map(|s| s.set_weight)
+                .unwrap_or(0);
+            (Some(format!("{}/{}", i + 1, steps.len())), Some(weight))
+        }
     };
     let weights = status.and_then(|s| s.canary.weights.as_ref());
     RolloutPart {
@@ -355,9 +356,9 @@ fn virtual_service(
             section: "tls",
             index: i,
             name: format!(
-                "port {} sni {:?}",
+                "port {} sni [{}]",
                 port.map_or("(several)".to_string(), |p| p.to_string()),
-                sni
+                sni.into_iter().collect::<Vec<_>>().join(", ")
             ),
             destinations: r.route.iter().map(destination).collect(),
         });
@@ -725,7 +726,7 @@ impl Explanation {
         }
         if !any {
             line(
-                "  nothing (no object the Rollout owns carries controller-owned values)"
+                "  nothing: the live objects hold no controller-owned value that such a write would change"
                     .to_string(),
             );
         }

@@ -71,11 +71,12 @@ else
   fi
 
   # Denials: a dry run writes nothing (no Event); a real denied CREATE gets one on the object as named.
+  # (A second Rollout on evt's VirtualService with a wrong route; it also shares evt's Services.)
   expect_fail "(events) a dry-run CREATE of a Rollout with a wrong route is refused" "http-route-not-found" \
-    kubectl apply --dry-run=server -f <(ev_render rollout.yaml primry | sed 's/name: evt$/name: evt-dry/')
+    kubectl apply --dry-run=server -f <(ev_render rollout.yaml primry | sed '0,/name: evt$/s//name: evt-dry/')
   expect_fail "(events) a CREATE of a Rollout with a wrong route is refused" "http-route-not-found" \
-    kubectl apply -f <(ev_render rollout.yaml primry | sed 's/name: evt$/name: evt-bad/')
-  if poll "$T" ev_has Rollout evt-bad Denied "[http-route-not-found]"; then
+    kubectl apply -f <(ev_render rollout.yaml primry | sed '0,/name: evt$/s//name: evt-bad/')
+  if poll "$T" ev_has Rollout evt-bad Denied "http-route-not-found"; then
     line=$(ev_events Rollout evt-bad Denied | head -1)
     if [ -z "${line%%|*}" ] && echo "$line" | grep -qF "CREATE by "; then
       ok "(events) a Denied Event on Rollout $EV/evt-bad, which does not exist (no uid), names the rule and the writer"
