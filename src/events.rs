@@ -276,11 +276,9 @@ impl Emitter {
         let Some(h) = &outcome.happening else {
             return;
         };
-        let reason = reason_of(h);
-        match self.queue.try_send(h.clone()) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.metrics.event(reason, "dropped"),
-            Err(mpsc::error::TrySendError::Closed(_)) => self.metrics.event(reason, "dropped"),
+        // Full or closed (the publisher gone at shutdown): never wait, count it.
+        if self.queue.try_send(h.clone()).is_err() {
+            self.metrics.event(reason_of(h), "dropped");
         }
     }
 }
