@@ -406,7 +406,7 @@ mod tests {
 
     fn wrong_route_create(dry_run: bool) -> Outcome {
         let rollout = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-            "metadata": {"name": "web", "namespace": "shop"},
+            "metadata": {"name": "web", "namespace": "shop", "uid": "drawn-by-the-api-server"},
             "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}},
                 "strategy": {"canary": {"canaryService": "c", "stableService": "s",
                 "trafficRouting": {"istio": {"virtualService": {"name": "checkout", "routes": ["primry"]}}},
@@ -461,13 +461,45 @@ mod tests {
             Some("argoproj.io/v1alpha1")
         );
         assert_eq!(d.regarding.name.as_deref(), Some("web"));
-        assert_eq!(d.regarding.uid, None, "a CREATE has no stored object");
+        assert_eq!(
+            d.regarding.uid, None,
+            "a denied CREATE stores no object: the uid the API server drew is never used"
+        );
         assert!(
             d.note.starts_with("CREATE by alice denied [http-route-not-found]: rollout-guard denied Rollout shop/web"),
             "{}",
             d.note
         );
         assert!(d.note.contains("\"primry\""), "{}", d.note);
+    }
+
+    #[test]
+    fn a_denied_update_names_the_stored_object_by_its_uid() {
+        let rollout = |weight: i64| {
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                "metadata": {"name": "checkout", "namespace": "shop", "uid": "ro-uid-1"},
+                "spec": {"selector": {"matchLabels": {"app": "c"}}, "template": {"metadata": {"labels": {"app": "c"}}},
+                    "strategy": {"canary": {"canaryService": "c", "stableService": "s",
+                    "trafficRouting": {"istio": {"virtualService": {"name": "checkout", "routes": ["primary"]}}},
+                    "steps": [{"setWeight": weight}]}}}})
+        };
+        let o = outcome(
+            Webhook::Validate,
+            json!({"uid": "u4", "kind": {"group": "argoproj.io", "version": "v1alpha1", "kind": "Rollout"},
+                "namespace": "shop", "name": "checkout", "operation": "UPDATE",
+                "userInfo": {"username": "alice"}, "object": rollout(200), "oldObject": rollout(20)}),
+        );
+        let d = draft(o.happening.as_ref().expect("a denial calls for an Event"));
+        assert_eq!(
+            (d.reason, d.regarding.uid.as_deref()),
+            (REASON_DENIED, Some("ro-uid-1"))
+        );
+        assert!(
+            d.note
+                .starts_with("UPDATE by alice denied [set-weight-range]"),
+            "{}",
+            d.note
+        );
     }
 
     #[test]

@@ -342,8 +342,14 @@ fn happening(
         },
         _ => return None,
     };
+    let mut regarding = regarding(request);
+    if matches!(what, What::Denied { .. }) && request.operation == review::Operation::Create {
+        // The API server drew a uid for the object, but a denied CREATE never stores it: the
+        // Event names the object as the request does, and no uid that nothing will ever have.
+        regarding.uid = None;
+    }
     Some(Happening {
-        regarding: regarding(request),
+        regarding,
         user: request.user.clone(),
         operation: request.operation.as_str().to_string(),
         what,
@@ -351,7 +357,7 @@ fn happening(
 }
 
 /// The request's object as an Event's `regarding`: apiVersion and uid from the object (the uid
-/// from `oldObject` when the object has none; a CREATE has neither).
+/// from `oldObject` when the object has none).
 fn regarding(request: &review::Request) -> Regarding {
     #[derive(serde::Deserialize, Default)]
     struct Head {
