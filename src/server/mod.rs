@@ -110,7 +110,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             let (emitter, task) = crate::events::start(client, metrics.clone());
             (Some(emitter), Some(task))
         }
-        None => (None, None),
+        None => {
+            if config.events && config.source.kind == source::SourceKind::Files {
+                tracing::info!(
+                    "no Events with --source files: there is no cluster to write them to"
+                );
+            }
+            (None, None)
+        }
     };
     let findings_task = tokio::spawn(crate::audit::keep_counting(
         index.clone(),
