@@ -42,6 +42,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: lint::Output,
     },
+    /// Check every Rollout in a cluster with its objects, with lint's rules, output and exit codes.
+    Audit {
+        /// The kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in cluster).
+        #[arg(long, value_name = "PATH")]
+        kubeconfig: Option<PathBuf>,
+        /// Only this namespace (repeatable; default: all).
+        #[arg(long = "namespace", value_name = "NS")]
+        namespaces: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: lint::Output,
+    },
+    /// What a Rollout owns (routes, destinations, subsets, selectors), their live and desired
+    /// values, and what the drift guard would keep on a re-apply from Git.
+    Explain {
+        /// The Rollout, as NAMESPACE/NAME.
+        #[arg(value_name = "NAMESPACE/ROLLOUT")]
+        target: String,
+        /// Read the objects from these files or folders (`-`: stdin) instead of a cluster.
+        #[arg(long, value_name = "PATH", num_args = 1..)]
+        manifests: Vec<String>,
+        /// The kubeconfig to use when reading a cluster (default: KUBECONFIG, ~/.kube/config).
+        #[arg(long, value_name = "PATH", conflicts_with = "manifests")]
+        kubeconfig: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: lint::Output,
+    },
     /// Serve the admission webhooks over HTTPS (POST /validate, POST /mutate) and the admin
     /// port (/livez, /readyz, /metrics).
     Serve(Box<ServeArgs>),
@@ -145,6 +171,16 @@ pub struct ServeArgs {
     /// skips, exempt writes, errors; a plain allow at debug) or `all`.
     #[arg(long, value_enum, default_value = "changes")]
     pub request_log: router::RequestLog,
+    /// Kubernetes Events on the object for each restore and denial (kube source only: with
+    /// `--source files` there is no cluster to write them to).
+    #[arg(long, value_enum, default_value = "on")]
+    pub events: Switch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 impl ServeArgs {
@@ -189,6 +225,7 @@ impl ServeArgs {
             },
             reload_interval: self.reload_interval,
             request_log: self.request_log,
+            events: self.events == Switch::On,
         }
     }
 }
@@ -292,6 +329,7 @@ mod tests {
             router::DEFAULT_MAX_INFLIGHT_BYTES
         );
         assert_eq!(config.policy.exempt_users, [DEFAULT_EXEMPT_USER]);
+        assert!(config.events, "Events are on by default");
     }
 
     #[test]
@@ -317,6 +355,7 @@ mod tests {
             "--idle-timeout=500ms",
             "--max-connections=64",
             "--max-inflight-mib=32",
+            "--events=off",
         ])
         .unwrap();
         assert_eq!(a.namespaces, ["a", "b"]);
@@ -333,6 +372,7 @@ mod tests {
         assert_eq!(config.conn.idle_timeout, Duration::from_millis(500));
         assert_eq!(config.conn.max_connections, 64);
         assert_eq!(config.limits.max_inflight_bytes, 32 * 1024 * 1024);
+        assert!(!config.events);
     }
 
     #[test]
@@ -350,6 +390,7 @@ mod tests {
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--max-connections=-1"]).is_err());
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--max-connections=2000000"]).is_err());
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--max-inflight-mib=1"]).is_err());
+        assert!(serve(&["--tls-cert=c", "--tls-key=k", "--events=maybe"]).is_err());
     }
 
     #[test]
@@ -362,5 +403,45 @@ mod tests {
         let cli =
             Cli::try_parse_from(["rollout-guard", "dev-certs", "--out", "x", "--force"]).unwrap();
         assert!(matches!(cli.command, Command::DevCerts { force: true, .. }));
+    }
+
+    #[test]
+    fn audit_and_explain_parse() {
+        let cli = Cli::try_parse_from([
+            "rollout-guard",
+            "audit",
+            "--kubeconfig",
+            "k",
+            "--namespace",
+            "shop",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Audit { ref namespaces, output: lint::Output::Json, .. } if namespaces == &["shop"])
+        );
+        let cli = Cli::try_parse_from([
+            "rollout-guard",
+            "explain",
+            "shop/checkout",
+            "--manifests",
+            "a.yaml",
+            "b/",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Command::Explain { ref target, ref manifests, .. } if target == "shop/checkout" && manifests.len() == 2)
+        );
+        assert!(Cli::try_parse_from([
+            "rollout-guard",
+            "explain",
+            "shop/x",
+            "--manifests",
+            "a",
+            "--kubeconfig",
+            "k",
+        ])
+        .is_err());
     }
 }

@@ -5,9 +5,12 @@
 //! `index` → `model`. The core never sees HTTP, TLS, files or the kube client.
 
 pub mod admission;
+pub mod audit;
 pub mod cli;
 pub mod devcerts;
 pub mod drift;
+pub mod events;
+pub mod explain;
 pub mod index;
 pub mod lint;
 pub mod metrics;

@@ -44,11 +44,14 @@ pub struct Report {
     pub documents: usize,
     #[serde(skip)]
     pub objects: usize,
+    /// Where the objects were listed from when they are not documents (`audit`: the cluster).
+    #[serde(skip)]
+    pub listed_from: Option<String>,
 }
 
 impl LintFinding {
     /// An `invalid-object` finding: input that could not be read as an object.
-    fn invalid(file: &str, document: usize, message: String) -> Self {
+    pub fn invalid(file: &str, document: usize, message: String) -> Self {
         LintFinding {
             file: file.to_string(),
             document,
@@ -68,7 +71,7 @@ impl Report {
         i32::from(self.summary.deny > 0)
     }
 
-    fn push(&mut self, f: LintFinding) {
+    pub fn push(&mut self, f: LintFinding) {
         match f.severity {
             Severity::Deny => self.summary.deny += 1,
             Severity::Warn => self.summary.warn += 1,
@@ -89,18 +92,25 @@ impl Report {
             } else {
                 format!(" {}:", f.path)
             };
+            let document = match f.document {
+                0 => String::new(),
+                n => format!(":{n}"),
+            };
             out.push_str(&format!(
-                "{}:{}:{object}: {} [{}]{path} {}\n",
+                "{}{document}:{object}: {} [{}]{path} {}\n",
                 f.file,
-                f.document,
                 f.severity.as_str(),
                 f.rule,
                 f.message
             ));
         }
+        let read = match &self.listed_from {
+            Some(from) => format!("from {from}"),
+            None => format!("in {} documents", self.documents),
+        };
         out.push_str(&format!(
-            "{} objects in {} documents: {} deny, {} warn\n",
-            self.objects, self.documents, self.summary.deny, self.summary.warn
+            "{} objects {read}: {} deny, {} warn\n",
+            self.objects, self.summary.deny, self.summary.warn
         ));
         out
     }
@@ -200,109 +210,156 @@ pub fn load(input: &Input) -> Loaded {
 
 /// [`load`], and with `check_fields` each object's unknown fields too.
 fn read(input: &Input, check_fields: bool) -> Loaded {
-    let docs = documents(&input.text);
-    let mut loaded = Loaded {
-        documents: docs.len(),
-        ..Loaded::default()
-    };
-    // Parsing is most of lint's and the files source's time: the documents go on every core.
-    for (objects, invalid) in
-        crate::parallel::map_ordered(&docs, |doc| read_document(input, doc, check_fields))
-    {
-        loaded.objects.extend(objects);
-        loaded.invalid.extend(invalid);
+    let mut loaded = Loaded::default();
+    let (documents, items) = items(input);
+    loaded.documents = documents;
+    // Reading objects is, after YAML, most of the time: on every core, in document order.
+    let parsed = crate::parallel::map_ordered(&items, |(document, item)| {
+        item.as_ref()
+            .ok()
+            .map(|item| parse_item(&input.name, *document, item, check_fields))
+    });
+    for ((document, item), parsed) in items.into_iter().zip(parsed) {
+        match (item, parsed) {
+            (Err(message), _) => {
+                loaded
+                    .invalid
+                    .push(LintFinding::invalid(&input.name, document, message));
+            }
+            (Ok(_), Some(Ok(Some(object)))) => loaded.objects.push(object),
+            (Ok(_), Some(Ok(None)) | None) => {}
+            (Ok(_), Some(Err(f))) => loaded.invalid.push(*f),
+        }
     }
     loaded
 }
 
-/// One document's objects of our kinds (a `kind: List` expanded), and its problems.
-fn read_document(
-    input: &Input,
-    doc: &Document<'_>,
-    check_fields: bool,
-) -> (Vec<LoadedObject>, Vec<LintFinding>) {
-    let mut objects = Vec::new();
-    let mut problems = Vec::new();
-    let invalid = |message: String| LintFinding::invalid(&input.name, doc.number, message);
-    let value = match parse_yaml(doc) {
-        Ok(v) => v,
-        Err(message) => return (objects, vec![invalid(message)]),
-    };
-    let items: Vec<&Value> = match (
-        value.get("kind").and_then(Value::as_str),
-        value.get("items"),
-    ) {
-        (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
-        _ => vec![&value],
-    };
-    for item in items {
-        match Object::parse(item, "default") {
-            Ok(Some(object)) => objects.push(LoadedObject {
-                document: doc.number,
-                unknown_fields: match check_fields {
-                    true => crate::schema::unknown_fields(object.kind(), item),
-                    false => Vec::new(),
-                },
-                object,
-            }),
-            Ok(None) => {}
-            Err(err) => {
-                let mut f = invalid(format!("{}: {}", describe_doc(item), err));
-                f.path = err.path.clone();
-                if let Some(kind) = item.get("kind").and_then(Value::as_str) {
-                    f.kind = kind.to_string();
-                    f.name = item
-                        .pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    f.namespace = item
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or("default")
-                        .to_string();
-                }
-                f.message = err.message;
-                problems.push(f);
+/// A document number and what is in it: a JSON item, or why the document cannot be read.
+pub type Item = (usize, Result<Value, String>);
+
+/// The items of one input as JSON, with the (1-based) document each is in: every document, or
+/// the elements of a `kind: List`; a document that is not YAML is the reason why. Also the number
+/// of documents with content.
+pub fn items(input: &Input) -> (usize, Vec<Item>) {
+    let docs = documents(&input.text);
+    let count = docs.len();
+    // YAML parsing is the slowest step of loading: the documents go on every core.
+    let values = crate::parallel::map_ordered(&docs, parse_yaml);
+    let mut out = Vec::with_capacity(values.len());
+    for (doc, value) in docs.iter().zip(values) {
+        let value = match value {
+            Ok(v) => v,
+            Err(message) => {
+                out.push((doc.number, Err(message)));
+                continue;
             }
+        };
+        match value {
+            Value::Object(mut map)
+                if map.get("kind").and_then(Value::as_str) == Some("List")
+                    && map.get("items").is_some_and(Value::is_array) =>
+            {
+                if let Some(Value::Array(items)) = map.remove("items") {
+                    out.extend(items.into_iter().map(|i| (doc.number, Ok(i))));
+                }
+            }
+            other => out.push((doc.number, Ok(other))),
         }
     }
-    (objects, problems)
+    (count, out)
+}
+
+/// One item (a document, or an element of a `kind: List`) as an object of our kinds (`None`: some
+/// other kind), or the `invalid-object` finding saying why it cannot be read. With
+/// `check_fields`, the object's unknown fields too.
+pub fn parse_item(
+    file: &str,
+    document: usize,
+    item: &Value,
+    check_fields: bool,
+) -> Result<Option<LoadedObject>, Box<LintFinding>> {
+    match Object::parse(item, "default") {
+        Ok(Some(object)) => Ok(Some(LoadedObject {
+            document,
+            unknown_fields: match check_fields {
+                true => crate::schema::unknown_fields(object.kind(), item),
+                false => Vec::new(),
+            },
+            object,
+        })),
+        Ok(None) => Ok(None),
+        Err(err) => {
+            let mut f =
+                LintFinding::invalid(file, document, format!("{}: {}", describe_doc(item), err));
+            f.path = err.path.clone();
+            if let Some(kind) = item.get("kind").and_then(Value::as_str) {
+                f.kind = kind.to_string();
+                f.name = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                f.namespace = item
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_string();
+            }
+            f.message = err.message;
+            Err(Box::new(f))
+        }
+    }
 }
 
 /// Lints inputs that were already read.
 pub fn lint(inputs: &[Input]) -> Report {
     let mut report = Report::default();
-    let mut index = Index::new();
-    let mut origin: HashMap<ObjectKey, Source> = HashMap::new();
-    let mut self_findings: Vec<(Source, Finding)> = Vec::new();
+    let mut objects = Vec::new();
     for input in inputs {
         let loaded = read(input, true);
         report.documents += loaded.documents;
         for f in loaded.invalid {
             report.push(f);
         }
-        for LoadedObject {
+        for object in loaded.objects {
+            objects.push((input.name.clone(), object));
+        }
+    }
+    check(&mut report, objects);
+    report
+}
+
+/// The rules over objects that were read, each with the file (or other origin) it came from:
+/// every object on its own (and its unknown fields), then every Rollout against the others.
+/// What `lint` and `audit` share.
+pub fn check(report: &mut Report, objects: Vec<(String, LoadedObject)>) {
+    let mut index = Index::new();
+    let mut origin: HashMap<ObjectKey, Source> = HashMap::new();
+    let mut self_findings: Vec<(Source, Finding)> = Vec::new();
+    for (
+        file,
+        LoadedObject {
             document,
             object,
             unknown_fields,
-        } in loaded.objects
-        {
-            report.objects += 1;
-            let key = object.key();
-            let source = || Source {
-                file: input.name.clone(),
-                document,
-            };
-            for f in rules::check_self(&object) {
-                self_findings.push((source(), f));
-            }
-            for u in unknown_fields {
-                let f = Finding::new(RuleId::UnknownField, &key, u.path, u.message);
-                self_findings.push((source(), f));
-            }
-            if let Some(previous) = origin.insert(key.clone(), source()) {
-                self_findings.push((
+        },
+    ) in objects
+    {
+        report.objects += 1;
+        let key = object.key();
+        let source = || Source {
+            file: file.clone(),
+            document,
+        };
+        for f in rules::check_self(&object) {
+            self_findings.push((source(), f));
+        }
+        for u in unknown_fields {
+            let f = Finding::new(RuleId::UnknownField, &key, u.path, u.message);
+            self_findings.push((source(), f));
+        }
+        if let Some(previous) = origin.insert(key.clone(), source()) {
+            self_findings.push((
                     source(),
                     Finding::new(
  RuleId::DuplicateObject,
@@ -315,9 +372,8 @@ pub fn lint(inputs: &[Input]) -> Report {
                         ),
                     ),
                 ));
-            }
-            index.upsert(object);
         }
+        index.upsert(object);
     }
     for (source, f) in self_findings {
         report.push(to_lint(&source, f));
@@ -336,7 +392,6 @@ pub fn lint(inputs: &[Input]) -> Report {
             report.push(to_lint(source, f));
         }
     }
-    report
 }
 
 fn describe_doc(v: &Value) -> String {
@@ -467,14 +522,29 @@ pub fn run(
         let (file, message) = e.split_once(": ").unwrap_or(("", e.as_str()));
         report.push(LintFinding::invalid(file, 0, message.to_string()));
     }
+    write_report(&report, output, "lint", stdout, stderr)
+}
+
+/// Prints a report in `output` format; the exit code: 0 no deny finding, 1 at least one, 2 when
+/// it cannot be written. `command` names the subcommand in the error.
+pub fn write_report(
+    report: &Report,
+    output: Output,
+    command: &str,
+    stdout: &mut dyn std::io::Write,
+    stderr: &mut dyn std::io::Write,
+) -> i32 {
     let written = match output {
         Output::Text => stdout.write_all(report.to_text().as_bytes()),
-        Output::Json => serde_json::to_writer_pretty(&mut *stdout, &report)
+        Output::Json => serde_json::to_writer_pretty(&mut *stdout, report)
             .map_err(std::io::Error::other)
             .and_then(|_| stdout.write_all(b"\n")),
     };
     if let Err(e) = written {
-        let _ = writeln!(stderr, "rollout-guard lint: cannot write the report: {e}");
+        let _ = writeln!(
+            stderr,
+            "rollout-guard {command}: cannot write the report: {e}"
+        );
         return 2;
     }
     report.exit_code()

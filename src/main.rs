@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use rollout_guard::cli::{Cli, Command, LogFormat};
-use rollout_guard::{devcerts, lint, server};
+use rollout_guard::{audit, devcerts, explain, lint, server};
 
 fn main() {
     // One provider for the whole process (kube's client and the server both use rustls).
@@ -18,6 +18,30 @@ fn main() {
             &mut std::io::stderr(),
         ),
         Command::DevCerts { out, force, sans } => devcerts::run(&out, &sans, force),
+        Command::Audit {
+            kubeconfig,
+            namespaces,
+            output,
+        } => block_on(audit::run(
+            kubeconfig.as_deref(),
+            &namespaces,
+            output,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+        Command::Explain {
+            target,
+            manifests,
+            kubeconfig,
+            output,
+        } => block_on(explain::run(
+            &target,
+            &manifests,
+            kubeconfig.as_deref(),
+            output,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
         Command::Serve(args) => serve(args.into_config()),
     };
     // `exit` runs no destructors: flush the log lines still queued first.
@@ -41,6 +65,20 @@ fn serve(config: server::ServeConfig) -> i32 {
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "rollout-guard serve stopped");
             1
+        }
+    }
+}
+
+/// Runs a client command (audit, explain) to its exit code on a small runtime.
+fn block_on(command: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => {
+            eprintln!("rollout-guard: cannot start the async runtime: {e}");
+            2
         }
     }
 }

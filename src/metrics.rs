@@ -149,6 +149,18 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct EventLabels {
+    pub reason: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub rule: &'static str,
+    pub severity: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~3.3 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
@@ -172,6 +184,8 @@ pub struct Metrics {
     index_objects: Family<KindLabels, Gauge>,
     stale: Gauge,
     broken_seconds: Gauge<f64, AtomicU64>,
+    events: Family<EventLabels, Counter>,
+    findings: Family<FindingLabels, Gauge>,
     log_lines_dropped: Counter,
     /// What `log_lines_dropped` last took from the log writer's own count.
     log_lines_dropped_seen: std::sync::atomic::AtomicU64,
@@ -291,8 +305,24 @@ impl Metrics {
             "Log lines dropped because the log writer's queue was full (requests never wait for logs)",
             log_lines_dropped.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Kubernetes Events for restores (FieldsRestored) and denials (Denied), by result: created, \
+             repeated (a series), rate_limited, dropped (queue full), failed",
+            events.clone(),
+        );
+        let findings = Family::<FindingLabels, Gauge>::default();
+        registry.register(
+            "findings",
+            "Findings of the lint rules over the live state, by rule and severity (recomputed as objects \
+             change)",
+            findings.clone(),
+        );
         Metrics {
             registry,
+            events,
+            findings,
             requests,
             denials,
             duration,
@@ -374,6 +404,19 @@ impl Metrics {
             .inc();
     }
 
+    pub fn event(&self, reason: &'static str, result: &'static str) {
+        self.events
+            .get_or_create(&EventLabels { reason, result })
+            .inc();
+    }
+
+    /// Sets the findings gauge of one rule and severity.
+    pub fn set_findings(&self, rule: &'static str, severity: &'static str, count: usize) {
+        self.findings
+            .get_or_create(&FindingLabels { rule, severity })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
     pub fn source_error(&self) {
         self.source_errors.inc();
     }
@@ -435,6 +478,7 @@ mod tests {
             confirmation: Some(crate::admission::Confirmation::Failed),
             warnings: 0,
             error: None,
+            happening: None,
         }
     }
 

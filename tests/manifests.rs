@@ -170,10 +170,29 @@ fn the_service_reaches_the_https_port() {
 }
 
 #[test]
-fn rbac_is_read_only_on_the_four_kinds() {
+fn rbac_is_read_only_on_the_four_kinds_and_writes_only_events() {
     let role = one("clusterrole.yaml");
     let mut resources = BTreeSet::new();
-    for rule in role["rules"].as_array().unwrap() {
+    let (events, reads): (Vec<&Value>, Vec<&Value>) = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|r| strs(&r["resources"]).contains("events"));
+    // kube-runtime's recorder: events.k8s.io/v1, create and (for a repeat's series) patch.
+    assert_eq!(events.len(), 1, "one rule for Events");
+    assert_eq!(
+        strs(&events[0]["apiGroups"]),
+        ["events.k8s.io"].map(String::from).into()
+    );
+    assert_eq!(
+        strs(&events[0]["resources"]),
+        ["events"].map(String::from).into()
+    );
+    assert_eq!(
+        strs(&events[0]["verbs"]),
+        ["create", "patch"].map(String::from).into()
+    );
+    for rule in reads {
         assert_eq!(
             strs(&rule["verbs"]),
             ["get", "list", "watch"].map(String::from).into(),

@@ -138,6 +138,41 @@ pub struct Outcome {
     pub warnings: usize,
     /// Why the request could not be read (HTTP 400).
     pub error: Option<String>,
+    /// What an Event on the written object should say: a restore or a denial of a write that is
+    /// not a dry run. The server layer records it (`crate::events`); the decision stays pure.
+    pub happening: Option<Happening>,
+}
+
+/// A restore or a denial, on the object as the request names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Happening {
+    pub regarding: Regarding,
+    /// Who wrote it (`request.userInfo.username`).
+    pub user: String,
+    pub operation: String,
+    pub what: What,
+}
+
+/// The object an Event is about. A denied CREATE has no stored object (and so no uid): the Event
+/// then names the object as the request does (Events may refer to objects that do not exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Regarding {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// The drift guard kept controller-owned values: one line per restore.
+    Restored { kept: Vec<String> },
+    /// The write was refused by these rules, with the denial message.
+    Denied {
+        rules: Vec<&'static str>,
+        message: String,
+    },
 }
 
 /// The HTTP answer: status code, body and what happened.
@@ -154,6 +189,8 @@ pub struct Reply {
 pub struct Notes {
     pub denied_rules: Vec<&'static str>,
     pub restores: usize,
+    /// What each restore kept (for the Event; the warnings may be cut short).
+    pub kept: Vec<String>,
     pub exempt: bool,
     pub skipped: bool,
     /// What the decision could not do as usual (each also a warning): `old-object-unreadable`,
@@ -254,6 +291,7 @@ fn reply(webhook: Webhook, request: review::Request, verdict: Verdict, notes: No
         (true, true) => Decision::Allowed,
     };
     let body = review::respond(&request.api_version, &request.uid, &verdict);
+    let happening = happening(&request, &verdict, &notes, decision);
     Reply {
         status: 200,
         content_type: "application/json",
@@ -278,7 +316,86 @@ fn reply(webhook: Webhook, request: review::Request, verdict: Verdict, notes: No
             confirmation: notes.confirmation,
             warnings: verdict.warnings.len(),
             error: None,
+            happening,
         },
+    }
+}
+
+/// The Event a decision calls for: none for dry runs (nothing is written), none when nothing was
+/// restored or denied.
+fn happening(
+    request: &review::Request,
+    verdict: &Verdict,
+    notes: &Notes,
+    decision: Decision,
+) -> Option<Happening> {
+    if request.dry_run {
+        return None;
+    }
+    let what = match decision {
+        Decision::Denied => What::Denied {
+            rules: notes.denied_rules.clone(),
+            message: verdict.message.clone().unwrap_or_default(),
+        },
+        _ if !notes.kept.is_empty() => What::Restored {
+            kept: notes.kept.clone(),
+        },
+        _ => return None,
+    };
+    let mut regarding = regarding(request);
+    if matches!(what, What::Denied { .. }) && request.operation == review::Operation::Create {
+        // The API server drew a uid for the object, but a denied CREATE never stores it: the
+        // Event names the object as the request does, and no uid that nothing will ever have.
+        regarding.uid = None;
+    }
+    Some(Happening {
+        regarding,
+        user: request.user.clone(),
+        operation: request.operation.as_str().to_string(),
+        what,
+    })
+}
+
+/// The request's object as an Event's `regarding`: apiVersion and uid from the object (the uid
+/// from `oldObject` when the object has none).
+fn regarding(request: &review::Request) -> Regarding {
+    #[derive(serde::Deserialize, Default)]
+    struct Head {
+        #[serde(rename = "apiVersion", default)]
+        api_version: Option<String>,
+        #[serde(default)]
+        metadata: Option<HeadMeta>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct HeadMeta {
+        #[serde(default)]
+        uid: Option<String>,
+    }
+    let head = |raw: Option<&serde_json::value::RawValue>| -> Head {
+        raw.and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or_default()
+    };
+    let object = head(request.object.as_deref());
+    let old = head(request.old_object.as_deref());
+    let uid = |h: &Head| {
+        h.metadata
+            .as_ref()
+            .and_then(|m| m.uid.clone())
+            .filter(|u| !u.is_empty())
+    };
+    Regarding {
+        api_version: object
+            .api_version
+            .clone()
+            .or(old.api_version.clone())
+            .unwrap_or_default(),
+        kind: request
+            .kind
+            .map(|k| k.as_str().to_string())
+            .unwrap_or_else(|| request.kind_name.clone()),
+        namespace: request.namespace.clone(),
+        name: request.name.clone(),
+        uid: uid(&object).or_else(|| uid(&old)),
     }
 }
 
@@ -305,6 +422,7 @@ fn bad_request(webhook: Webhook, err: BadReview) -> Reply {
             confirmation: None,
             warnings: 0,
             error: Some(reason),
+            happening: None,
         },
     }
 }

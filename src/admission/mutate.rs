@@ -92,6 +92,7 @@ pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
         verdict,
         Notes {
             restores: mutation.restores,
+            kept: mutation.kept,
             ..Notes::default()
         },
     )

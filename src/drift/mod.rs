@@ -24,6 +24,8 @@ pub struct Mutation {
     pub warnings: Vec<String>,
     /// How many fields or routes were restored.
     pub restores: usize,
+    /// One line per restore, as its warning says it (uncut): what an Event about it tells.
+    pub kept: Vec<String>,
     /// The live object and the Rollout status disagree (the live object won).
     pub status_disagreements: usize,
 }
@@ -52,7 +54,8 @@ pub fn restore(
     Mutation {
         patch: patcher.into_ops(),
         warnings: notes.warnings,
-        restores: notes.restores,
+        restores: notes.kept.len(),
+        kept: notes.kept,
         status_disagreements: notes.status_disagreements,
     }
 }
@@ -60,13 +63,13 @@ pub fn restore(
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
     pub warnings: Vec<String>,
-    pub restores: usize,
+    pub kept: Vec<String>,
     pub status_disagreements: usize,
 }
 
 impl Notes {
     pub fn restored(&mut self, warning: String) {
-        self.restores += 1;
+        self.kept.push(warning.clone());
         self.warnings.push(warning);
     }
     pub fn warn(&mut self, warning: String) {

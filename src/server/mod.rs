@@ -37,6 +37,8 @@ pub struct ServeConfig {
     /// How often the certificate files are re-read.
     pub reload_interval: Duration,
     pub request_log: router::RequestLog,
+    /// Write Events for restores and denials (`--events`; kube source only).
+    pub events: bool,
 }
 
 /// Runs the server until SIGTERM/SIGINT; `Ok` after a drain, `Err` when it cannot start or the
@@ -62,6 +64,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let source::Started {
         task: mut source_task,
         live,
+        client,
     } = source::start(
         &config.source,
         index.clone(),
@@ -102,6 +105,26 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(addr = %addr, "HTTPS listener bound (POST /validate, POST /mutate)");
 
     let watcher_task = tokio::spawn(watcher.run(config.reload_interval));
+    // Events need a cluster: with the files source there is nowhere to write them.
+    let (events, events_task) = match client.filter(|_| config.events) {
+        Some(client) => {
+            let (emitter, task) = crate::events::start(client, metrics.clone());
+            (Some(emitter), Some(task))
+        }
+        None => {
+            if config.events && config.source.kind == source::SourceKind::Files {
+                tracing::info!(
+                    "no Events with --source files: there is no cluster to write them to"
+                );
+            }
+            (None, None)
+        }
+    };
+    let findings_task = tokio::spawn(crate::audit::keep_counting(
+        index.clone(),
+        metrics.clone(),
+        crate::audit::RECOUNT_INTERVAL,
+    ));
 
     let state = router::AppState::new(
         index.clone(),
@@ -111,7 +134,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         config.limits,
     )
     .with_live_reader(live)
-    .with_request_log(config.request_log);
+    .with_request_log(config.request_log)
+    .with_events(events);
     let serving = tokio::spawn(https::serve(
         listener,
         Arc::new(server_config),
@@ -152,6 +176,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     source_task.abort();
     watcher_task.abort();
+    findings_task.abort();
+    if let Some(task) = events_task {
+        task.abort();
+    }
     admin_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     match failure {

@@ -101,6 +101,8 @@ struct Shared {
     index: SharedIndex,
     /// Reads objects from the API server to confirm a cross-object denial (kube source only).
     live: Option<Arc<dyn LiveRead>>,
+    /// Queues the Events of restores and denials (kube source, `--events on`).
+    events: Option<crate::events::Emitter>,
     policy: Policy,
     status: Arc<SourceStatus>,
     metrics: Arc<Metrics>,
@@ -123,6 +125,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             index,
             live: None,
+            events: None,
             policy,
             status,
             metrics,
@@ -173,6 +176,19 @@ impl AppState {
         match Arc::try_unwrap(self.0) {
             Ok(mut shared) => {
                 shared.live = live;
+                AppState(Arc::new(shared))
+            }
+            Err(shared) => AppState(shared),
+        }
+    }
+}
+
+impl AppState {
+    /// Record restores and denials as Events through `events` (off the request path).
+    pub fn with_events(self, events: Option<crate::events::Emitter>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut shared) => {
+                shared.events = events;
                 AppState(Arc::new(shared))
             }
             Err(shared) => AppState(shared),
@@ -382,6 +398,9 @@ async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Bo
     .await;
     let elapsed = started.elapsed();
     shared.metrics.observe(&reply.outcome, elapsed);
+    if let Some(events) = &shared.events {
+        events.offer(&reply.outcome);
+    }
     let o = &reply.outcome;
     if shared.request_log.at_info(o) {
         log_admission!(tracing::Level::INFO, webhook, o, elapsed);
@@ -482,6 +501,7 @@ mod tests {
             confirmation: None,
             warnings: 0,
             error: None,
+            happening: None,
         }
     }
 

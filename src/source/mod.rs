@@ -119,6 +119,8 @@ pub struct Started {
     /// Reads objects as the API server has them now, for confirming cross-object denials: `Some`
     /// for the kube source, `None` for the files source (there the index is the truth).
     pub live: Option<std::sync::Arc<dyn crate::admission::confirm::LiveRead>>,
+    /// The kube source's client (for Events); `None` for the files source.
+    pub client: Option<::kube::Client>,
 }
 
 /// Starts the configured source as a task that feeds `index` and reports into `status` until it
@@ -141,7 +143,11 @@ pub async fn start(
                 status,
                 metrics,
             ));
-            Ok(Started { task, live: None })
+            Ok(Started {
+                task,
+                live: None,
+                client: None,
+            })
         }
         SourceKind::Kube => {
             let no_client = |e: &dyn std::fmt::Display| {
@@ -162,7 +168,7 @@ pub async fn start(
             };
             let task = tokio::spawn(kube::run(
                 kube_config,
-                client,
+                client.clone(),
                 index,
                 status,
                 metrics,
@@ -172,6 +178,7 @@ pub async fn start(
             Ok(Started {
                 task,
                 live: Some(std::sync::Arc::new(live)),
+                client: Some(client),
             })
         }
     }
