@@ -172,6 +172,7 @@ pub struct Metrics {
     index_objects: Family<KindLabels, Gauge>,
     stale: Gauge,
     broken_seconds: Gauge<f64, AtomicU64>,
+    tls_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -272,6 +273,12 @@ impl Metrics {
             "How long the longest-broken watch has been broken (0 when none is)",
             broken_seconds.clone(),
         );
+        let tls_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time)",
+            tls_expiry.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -288,6 +295,7 @@ impl Metrics {
             index_objects,
             stale,
             broken_seconds,
+            tls_expiry,
         }
     }
 
@@ -351,6 +359,11 @@ impl Metrics {
         self.tls_reloads
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    /// The expiry (Unix seconds) of the serving certificate now in use.
+    pub fn tls_certificate_expiry(&self, not_after: i64) {
+        self.tls_expiry.set(not_after);
     }
 
     pub fn source_error(&self) {
@@ -441,6 +454,7 @@ mod tests {
             r#"rollout_guard_feed_restarts_total{kind="DestinationRule"} 1"#,
             r#"rollout_guard_index_objects{kind="VirtualService"} 0"#,
             r#"rollout_guard_state_stale 0"#,
+            r#"rollout_guard_tls_certificate_expiry_timestamp_seconds 0"#,
             r#"rollout_guard_admission_duration_seconds_count{webhook="validate"} 2"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
