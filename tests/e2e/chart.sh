@@ -17,6 +17,9 @@
 #   (g) helm upgrade: values change, rollout-guard's caBundle stays
 #   (h) a forced renewal (--cert-validity 30s) under a loop of requests: none fails, the served
 #       serial (openssl s_client) changes
+#   (j) Argo CD's syncs of the chart's webhook configurations (gitops-engine, client-side and
+#       server-side apply as argocd-controller) keep the injected caBundle, and
+#       `kubectl diff --server-side` of them shows no difference (README.md "With Argo CD")
 #   (i) uninstall in the documented order: webhook configurations first, then helm uninstall
 #
 #   tests/e2e/chart.sh     ROLLOUT_GUARD_BIN (default target/debug/rollout-guard; cargo build first)
@@ -66,7 +69,7 @@ python3 -c 'import yaml' 2>/dev/null || die "python3 with PyYAML is required (ap
 rm -rf "$W"
 mkdir -p "$W/out" "$W/rendered"
 
-TB=$(scripts/build-e2e-tools.sh kube-apiserver etcd helm) || die "building the test tools failed (see above)"
+TB=$(scripts/build-e2e-tools.sh kube-apiserver etcd helm gitops-sync) || die "building the test tools failed (see above)"
 HELM=$TB/helm
 helm() { "$HELM" "$@"; }
 # render MODE [helm flags]: the chart in namespace $NS with every optional object on.
@@ -314,6 +317,32 @@ if [ -n "$exp" ] && [ "$exp" -gt "$(date +%s)" ] && [ "$exp" -le $(($(date +%s) 
 else
   fail "(h) expiry metric '$exp' is not within the 30 s validity from now"
 fi
+
+# --- (j) Argo CD syncing the chart's webhook configurations keeps the caBundle ---------------
+kubectl create namespace argocd >/dev/null && kubectl create serviceaccount argocd-application-controller -n argocd >/dev/null \
+  && kubectl create clusterrolebinding e2e-argocd --clusterrole=cluster-admin --serviceaccount=argocd:argocd-application-controller >/dev/null \
+  || die "cannot create the Argo CD identity"
+sed "s|as: \"$SA\"|as: \"system:serviceaccount:argocd:argocd-application-controller\"|" "$W/sa.kubeconfig" >"$W/argocd.kubeconfig"
+mkdir -p "$W/argocd-git"
+helm template rollout-guard "$CHART" -n "$NS" "${VALUES[@]}" | python3 -c '
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"].endswith("WebhookConfiguration")]
+for d in docs:  # the mark gitops-sync puts on what it applies, so the diff compares like with like
+    d["metadata"].setdefault("annotations", {})["gitops-sync.rollout-guard.io/managed"] = "true"
+print(yaml.safe_dump_all(docs))' >"$W/argocd-git/webhooks.yaml"
+bundle_kept() { [ "$(bundles validatingwebhookconfiguration)" = "$(secret_ca)" ] && [ "$(bundles mutatingwebhookconfiguration)" = "$(secret_ca)" ]; }
+for how in client-side server-side; do
+  flag=
+  [ $how = server-side ] && flag=--server-side
+  if "$TB/gitops-sync" --kubeconfig "$W/argocd.kubeconfig" --namespace "$NS" --cluster-wide $flag "$W/argocd-git" >"$W/out/last" 2>&1; then
+    if bundle_kept; then ok "(j) a gitops-engine sync ($how apply) of the chart's webhook configurations keeps rollout-guard's caBundle"
+    else fail "(j) the gitops-engine sync ($how apply) changed the caBundle"; fi
+  else
+    fail "(j) the gitops-engine sync ($how apply) failed"; indent "$W/out/last"
+  fi
+done
+check "(j) kubectl diff --server-side --field-manager argocd-controller of them (Argo CD's ServerSideDiff) shows no difference" \
+  kubectl --kubeconfig "$W/argocd.kubeconfig" diff --server-side --field-manager argocd-controller --force-conflicts -f "$W/argocd-git/webhooks.yaml"
 
 # --- (i) uninstall in the documented order ------------------------------------------------------
 for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
