@@ -510,6 +510,8 @@ rename_case "Rollout a-web before VirtualService b-web" a-web b-web web 1
 rename_case "VirtualService a-api before Rollout b-api" b-api a-api api 1
 rename_case "Rollout and VirtualService both named c-app (either order)" c-app c-app capp 1
 
+for f in tests/e2e/real.d/*.sh; do . "$f"; done
+
 echo "flap without rollout-guard (stored versions with Git's weights, time until the controller corrected them):"
 for f in "${FLAPS[@]}"; do echo "  $f"; done
 echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
