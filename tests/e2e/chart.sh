@@ -16,7 +16,8 @@
 #       the API server calls rollout-guard with it (a dry-run apply gets its denial)
 #   (g) helm upgrade: values change, rollout-guard's caBundle stays
 #   (h) a forced renewal (--cert-validity 30s) under a loop of requests: none fails, the served
-#       serial (openssl s_client) changes
+#       serial (openssl s_client) changes; with a configuration deleted (break-glass) renewals go
+#       on, and once helm upgrade recreates it the CA is injected again
 #   (j) Argo CD's syncs of the chart's webhook configurations (gitops-engine, client-side and
 #       server-side apply as argocd-controller) keep the injected caBundle, and
 #       `kubectl diff --server-side` of them shows no difference (README.md "With Argo CD")
@@ -317,6 +318,19 @@ if [ -n "$exp" ] && [ "$exp" -gt "$(date +%s)" ] && [ "$exp" -le $(($(date +%s) 
 else
   fail "(h) expiry metric '$exp' is not within the 30 s validity from now"
 fi
+
+# --- (h) break-glass: a configuration deleted, renewals go on, its bundle comes back ---------------
+kubectl delete mutatingwebhookconfiguration rollout-guard >/dev/null || fail "(h) cannot delete the mutating configuration"
+before=$(serial "$PORT")
+serial_changed() { [ "$(serial "$PORT")" != "$before" ] && [ "$(serial "$PORT")" = "$(serial "$PORT2")" ]; }
+if poll "$T" serial_changed && denied; then
+  ok "(h) with the MutatingWebhookConfiguration deleted (break-glass) both replicas still renew ($before -> $(serial "$PORT")) and validate"
+else
+  fail "(h) with a configuration deleted: serial $before -> $(serial "$PORT") / $(serial "$PORT2")"; grep -h ERROR "$W"/rg-*.log | tail -5 | indent
+fi
+helm upgrade rollout-guard "$CHART" -n "$NS" "${VALUES[@]}" --set replicas=3 --set mode=warn --set logFormat=json >"$W/out/last" 2>&1 \
+  || { fail "(h) helm upgrade to recreate the configuration failed"; indent "$W/out/last"; }
+check "(h) ... helm upgrade recreates it without a caBundle, and rollout-guard injects the CA again" poll "$T" injected
 
 # --- (j) Argo CD syncing the chart's webhook configurations keeps the caBundle ---------------
 kubectl create namespace argocd >/dev/null && kubectl create serviceaccount argocd-application-controller -n argocd >/dev/null \

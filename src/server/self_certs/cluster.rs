@@ -233,52 +233,56 @@ impl Keeper {
         ))
     }
 
-    /// Sets every entry's clientConfig.caBundle of both configurations to `bundle`.
+    /// Sets every entry's clientConfig.caBundle of both configurations to `bundle`. A
+    /// configuration that does not exist (deleted for break-glass, or not created yet) is
+    /// skipped with a warning: the pair is still kept and renewed, and injected once it is back.
     async fn inject(&self, bundle: &str) -> Result<(), String> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(bundle.as_bytes());
+        let raw = bundle.as_bytes();
         if !self.config.validating_webhook.is_empty() {
             let name = &self.config.validating_webhook;
-            let cfg =
-                self.validating.get(name).await.map_err(|e| {
-                    format!("cannot read ValidatingWebhookConfiguration {name}: {e}")
-                })?;
-            let entries = cfg
-                .webhooks
-                .unwrap_or_default()
-                .into_iter()
-                .map(|w| (w.name, w.client_config.ca_bundle))
-                .collect::<Vec<_>>();
-            if let Some(patch) = ca_bundle_patch(&entries, &encoded, bundle.as_bytes()) {
+            let what = format!("ValidatingWebhookConfiguration {name}");
+            let found = self
+                .validating
+                .get_opt(name)
+                .await
+                .map_err(|e| format!("cannot read {what}: {e}"))?;
+            let entries = found.map(|c| {
+                c.webhooks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|w| (w.name, w.client_config.ca_bundle))
+                    .collect::<Vec<_>>()
+            });
+            if let Some(patch) = patch_for(&what, entries, &encoded, raw) {
                 self.validating
                     .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
                     .await
-                    .map_err(|e| {
-                        format!("cannot patch ValidatingWebhookConfiguration {name}: {e}")
-                    })?;
-                tracing::info!(configuration = %name, "caBundle injected (validating)");
+                    .map_err(|e| format!("cannot patch {what}: {e}"))?;
+                tracing::info!(configuration = %what, "caBundle injected");
             }
         }
         if !self.config.mutating_webhook.is_empty() {
             let name = &self.config.mutating_webhook;
-            let cfg = self
+            let what = format!("MutatingWebhookConfiguration {name}");
+            let found = self
                 .mutating
-                .get(name)
+                .get_opt(name)
                 .await
-                .map_err(|e| format!("cannot read MutatingWebhookConfiguration {name}: {e}"))?;
-            let entries = cfg
-                .webhooks
-                .unwrap_or_default()
-                .into_iter()
-                .map(|w| (w.name, w.client_config.ca_bundle))
-                .collect::<Vec<_>>();
-            if let Some(patch) = ca_bundle_patch(&entries, &encoded, bundle.as_bytes()) {
+                .map_err(|e| format!("cannot read {what}: {e}"))?;
+            let entries = found.map(|c| {
+                c.webhooks
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|w| (w.name, w.client_config.ca_bundle))
+                    .collect::<Vec<_>>()
+            });
+            if let Some(patch) = patch_for(&what, entries, &encoded, raw) {
                 self.mutating
                     .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
                     .await
-                    .map_err(|e| {
-                        format!("cannot patch MutatingWebhookConfiguration {name}: {e}")
-                    })?;
-                tracing::info!(configuration = %name, "caBundle injected (mutating)");
+                    .map_err(|e| format!("cannot patch {what}: {e}"))?;
+                tracing::info!(configuration = %what, "caBundle injected");
             }
         }
         Ok(())
@@ -309,6 +313,22 @@ impl Keeper {
         until
             .min(self.config.check_interval)
             .max(Duration::from_secs(1))
+    }
+}
+
+/// The patch for one configuration's entries, or None when it has the bundle or is missing.
+fn patch_for(
+    what: &str,
+    entries: Option<Vec<(String, Option<ByteString>)>>,
+    encoded: &str,
+    raw: &[u8],
+) -> Option<json_patch::Patch> {
+    match entries {
+        Some(entries) => ca_bundle_patch(&entries, encoded, raw),
+        None => {
+            tracing::warn!(configuration = %what, "not found; caBundle not injected");
+            None
+        }
     }
 }
 
