@@ -135,11 +135,10 @@ import sys, yaml
 for d in yaml.safe_load_all(sys.stdin):
     if d and d["kind"] == "Deployment":
         print("\n".join(d["spec"]["template"]["spec"]["containers"][0]["args"]))'; }
-accepts() {  # accepts FILE: serve --help-free parse of the args (an unknown flag fails at once)
+accepts() {  # accepts FILE: the binary parses the arguments in FILE (clap checks every flag and
+  # value before it acts on --help, so an unknown flag or a bad value fails here)
   local args=()
   mapfile -t args <"$1"
-  # --admin-listen on a port taken by nothing, --listen invalid on purpose: parsing must pass and
-  # the start must then fail for a reason other than the arguments.
   "$BIN" "${args[@]}" --help >/dev/null
 }
 render self --set logFormat=json --set mode=warn --set referenceSeverity=warn --set breaksSeverity=deny \
