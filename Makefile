@@ -6,7 +6,7 @@ CARGO ?= cargo
 build:
 	$(CARGO) build --release
 
-test: check unit oracle e2e e2e-real
+test: check unit oracle e2e e2e-real e2e-chart
 
 check:
 	$(CARGO) fmt --all -- --check
@@ -34,6 +34,14 @@ e2e-real: e2e-tools
 
 e2e-tools:
 	scripts/build-e2e-tools.sh >/dev/null
+
+# The Helm chart (charts/rollout-guard) with real helm v3.22.0 and `serve --certificates self`
+# against kube-apiserver v1.34.1: lint, manifests/ equal to the chart, each certificate mode
+# validated by the API server, install/upgrade/uninstall, CA injection and a renewal under load.
+.PHONY: e2e-chart
+e2e-chart: e2e-tools
+	$(CARGO) build
+	tests/e2e/chart.sh
 
 lint-fixtures: build
 	./target/release/rollout-guard lint tests/fixtures/argo-rollouts || true

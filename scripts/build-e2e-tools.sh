@@ -12,6 +12,8 @@
 #   vs-watch               tests/e2e/tools/cmd/vs-watch (records every stored version of a VirtualService)
 #   gitops-sync            tests/e2e/tools/gitops: Argo CD's sync engine (gitops-engine, the version
 #                          Argo CD v3.2.0 uses) applying a folder once, as Argo CD does
+#   helm                   helm.sh/helm/v3 v3.22.0 cmd/helm (tests/e2e/tools/helm/go.mod, needs
+#                          Go >= 1.26), for tests/e2e/chart.sh
 #
 #   scripts/build-e2e-tools.sh [--print-dir] [NAME...]    builds NAME... (default: all)
 #
@@ -30,7 +32,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HOME=${HOME:-/root}
 CACHE=${ROLLOUT_GUARD_KUBE_CACHE:-$HOME/.cache/rollout-guard-kube}
 TOOLS=$ROOT/tests/e2e/tools
-ALL=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync)
+ALL=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync helm)
 PRINT_DIR=0
 WANT=()
 
@@ -56,6 +58,12 @@ AR_LD="-X github.com/argoproj/argo-rollouts/utils/version.version=1.9.1"
 AR_LD+=" -X github.com/argoproj/argo-rollouts/utils/version.gitTag=v1.9.1"
 AR_LD+=" -X github.com/argoproj/argo-rollouts/utils/version.gitCommit=b6bd3bcf8f60d717a98763d26acc983db7f97cb0"
 AR_LD+=" -X github.com/argoproj/argo-rollouts/utils/version.gitTreeState=clean"
+HELM_LD="-X helm.sh/helm/v3/internal/version.version=v3.22.0"
+HELM_LD+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+# The Kubernetes version helm assumes without a cluster (helm template, helm lint): its client-go's.
+for p in chartutil lint/rules; do
+  HELM_LD+=" -X helm.sh/helm/v3/pkg/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$p.k8sVersionMinor=37"
+done
 spec() {
   case $1 in
     kube-apiserver) echo "$TOOLS|k8s.io/kubernetes/cmd/kube-apiserver|$K8S_LD" ;;
@@ -65,6 +73,7 @@ spec() {
     rs-ready) echo "$TOOLS|./cmd/rs-ready|" ;;
     vs-watch) echo "$TOOLS|./cmd/vs-watch|" ;;
     gitops-sync) echo "$TOOLS/gitops|.|" ;;
+    helm) echo "$TOOLS/helm|helm.sh/helm/v3/cmd/helm|$HELM_LD" ;;
     *) die "unknown tool '$1' (one of: ${ALL[*]})" ;;
   esac
 }

@@ -2,7 +2,8 @@
 
 use crate::admission::{BreaksSeverity, Mode, Policy, ReferenceSeverity, DEFAULT_EXEMPT_USER};
 use crate::lint;
-use crate::server::{https, router, tls, ServeConfig};
+use crate::server::self_certs::{cluster::SelfCertConfig, Settings as SelfCertSettings};
+use crate::server::{https, router, tls, Certificates, ServeConfig};
 use crate::source::{SourceConfig, SourceKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -31,6 +32,14 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `serve --certificates`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CertificatesKind {
+    Files,
+    #[value(name = "self")]
+    SelfManaged,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,12 +99,61 @@ pub struct ServeArgs {
     /// HTTPS address of the webhooks.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
+    /// Where the serving certificate comes from: `files` (--tls-cert, --tls-key) or `self`
+    /// (a CA and serving pair rollout-guard creates in the Secret --cert-secret, injects into
+    /// its webhook configurations' caBundle and renews at two thirds of --cert-validity).
+    /// Default: files.
+    #[arg(long, value_enum)]
+    pub certificates: Option<CertificatesKind>,
     /// PEM certificate (chain) served; re-read when it changes.
-    #[arg(long, value_name = "PATH")]
-    pub tls_cert: PathBuf,
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "certificates",
+        required_if_eq("certificates", "files")
+    )]
+    pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert; re-read when it changes.
-    #[arg(long, value_name = "PATH")]
-    pub tls_key: PathBuf,
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "certificates",
+        required_if_eq("certificates", "files")
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// --certificates self: the Secret holding the CA and the serving pair.
+    #[arg(long, value_name = "NAME", default_value = "rollout-guard-certs")]
+    pub cert_secret: String,
+    /// --certificates self: the namespace of --cert-secret.
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "POD_NAMESPACE",
+        default_value = "rollout-guard"
+    )]
+    pub cert_namespace: String,
+    /// --certificates self: a DNS name or IP address of the serving certificate (repeatable;
+    /// the Service names the API server dials).
+    #[arg(long = "cert-san", value_name = "NAME")]
+    pub cert_sans: Vec<String>,
+    /// --certificates self: lifetime of the serving certificate (renewed at two thirds of it).
+    #[arg(long, value_name = "DURATION", default_value = "2160h", value_parser = parse_positive_duration)]
+    pub cert_validity: Duration,
+    /// --certificates self: lifetime of the CA (renewed at two thirds of it; the old one stays
+    /// in the caBundle while it is valid).
+    #[arg(long, value_name = "DURATION", default_value = "87600h", value_parser = parse_positive_duration)]
+    pub ca_validity: Duration,
+    /// --certificates self: the ValidatingWebhookConfiguration whose caBundle rollout-guard
+    /// sets (empty: none).
+    #[arg(long, value_name = "NAME", default_value = "rollout-guard")]
+    pub validating_webhook: String,
+    /// --certificates self: the MutatingWebhookConfiguration whose caBundle rollout-guard sets
+    /// (empty: none).
+    #[arg(long, value_name = "NAME", default_value = "rollout-guard")]
+    pub mutating_webhook: String,
+    /// --certificates self: longest time between two looks at the Secret and the caBundle.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    pub cert_check_interval: Duration,
     /// Require client certificates signed by this PEM CA bundle (read at start).
     #[arg(long, value_name = "PATH")]
     pub client_ca: Option<PathBuf>,
@@ -189,9 +247,23 @@ impl ServeArgs {
         ServeConfig {
             listen: self.listen,
             admin_listen: self.admin_listen,
-            tls: tls::CertFiles {
-                cert: self.tls_cert,
-                key: self.tls_key,
+            tls: match self.certificates.unwrap_or(CertificatesKind::Files) {
+                CertificatesKind::Files => Certificates::Files(tls::CertFiles {
+                    cert: self.tls_cert.unwrap_or_default(),
+                    key: self.tls_key.unwrap_or_default(),
+                }),
+                CertificatesKind::SelfManaged => Certificates::SelfManaged(SelfCertConfig {
+                    namespace: self.cert_namespace,
+                    secret: self.cert_secret,
+                    validating_webhook: self.validating_webhook,
+                    mutating_webhook: self.mutating_webhook,
+                    settings: SelfCertSettings {
+                        sans: nonempty(self.cert_sans),
+                        validity: self.cert_validity,
+                        ca_validity: self.ca_validity,
+                    },
+                    check_interval: self.cert_check_interval,
+                }),
             },
             client_ca: self.client_ca,
             source: SourceConfig {
@@ -376,11 +448,37 @@ mod tests {
     }
 
     #[test]
+    fn self_certificates_need_no_files() {
+        let config = serve(&[
+            "--certificates",
+            "self",
+            "--cert-san",
+            "rollout-guard.rollout-guard.svc",
+            "--cert-validity",
+            "30s",
+            "--validating-webhook",
+            "",
+        ])
+        .unwrap()
+        .into_config();
+        let Certificates::SelfManaged(c) = config.tls else {
+            panic!("expected self-managed certificates")
+        };
+        assert_eq!(c.secret, "rollout-guard-certs");
+        assert_eq!(c.settings.validity, Duration::from_secs(30));
+        assert_eq!(c.settings.ca_validity, Duration::from_secs(87600 * 3600));
+        assert_eq!(c.validating_webhook, "");
+        assert_eq!(c.mutating_webhook, "rollout-guard");
+    }
+
+    #[test]
     fn serve_rejects_bad_flags() {
         assert!(
             serve(&["--tls-key", "k"]).is_err(),
             "--tls-cert is required"
         );
+        assert!(serve(&["--certificates", "files", "--tls-key", "k"]).is_err());
+        assert!(serve(&["--certificates", "self", "--cert-validity", "0s"]).is_err());
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--source=files"]).is_err());
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--stale-after=soon"]).is_err());
         assert!(serve(&["--tls-cert=c", "--tls-key=k", "--mode=audit"]).is_err());

@@ -184,6 +184,7 @@ pub struct Metrics {
     index_objects: Family<KindLabels, Gauge>,
     stale: Gauge,
     broken_seconds: Gauge<f64, AtomicU64>,
+    tls_expiry: Gauge,
     events: Family<EventLabels, Counter>,
     findings: Family<FindingLabels, Gauge>,
     log_lines_dropped: Counter,
@@ -319,6 +320,12 @@ impl Metrics {
              change)",
             findings.clone(),
         );
+        let tls_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time)",
+            tls_expiry.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -339,6 +346,7 @@ impl Metrics {
             broken_seconds,
             log_lines_dropped,
             log_lines_dropped_seen: std::sync::atomic::AtomicU64::new(0),
+            tls_expiry,
         }
     }
 
@@ -415,6 +423,11 @@ impl Metrics {
         self.findings
             .get_or_create(&FindingLabels { rule, severity })
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The expiry (Unix seconds) of the serving certificate now in use.
+    pub fn tls_certificate_expiry(&self, not_after: i64) {
+        self.tls_expiry.set(not_after);
     }
 
     pub fn source_error(&self) {
@@ -513,6 +526,7 @@ mod tests {
             r#"rollout_guard_feed_restarts_total{kind="DestinationRule"} 1"#,
             r#"rollout_guard_index_objects{kind="VirtualService"} 0"#,
             r#"rollout_guard_state_stale 0"#,
+            r#"rollout_guard_tls_certificate_expiry_timestamp_seconds 0"#,
             r#"rollout_guard_admission_duration_seconds_count{webhook="validate"} 2"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");

@@ -133,7 +133,10 @@ fn the_deployment_runs_the_binary_as_it_is_configured() {
         .find(|m| m["name"] == "tls")
         .expect("tls mount");
     let dir = mount["mountPath"].as_str().unwrap();
-    assert!(config.tls.cert.starts_with(dir) && config.tls.key.starts_with(dir));
+    let rollout_guard::server::Certificates::Files(files) = &config.tls else {
+        panic!("the Deployment does not serve certificate files")
+    };
+    assert!(files.cert.starts_with(dir) && files.key.starts_with(dir));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod https;
 pub mod router;
+pub mod self_certs;
 pub mod tls;
 
 use crate::admission::Policy;
@@ -22,12 +23,21 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Certificates {
+    /// `--tls-cert`/`--tls-key`, re-read every `reload_interval`.
+    Files(tls::CertFiles),
+    /// `--certificates self`: kept in a Secret by rollout-guard itself.
+    SelfManaged(self_certs::cluster::SelfCertConfig),
+}
+
 /// Everything `serve` needs, from the command line.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
-    pub tls: tls::CertFiles,
+    pub tls: Certificates,
     pub client_ca: Option<PathBuf>,
     pub source: SourceConfig,
     pub policy: Policy,
@@ -53,8 +63,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let index = SharedIndex::default();
 
     config.source.check()?;
-    let (resolver, watcher) =
-        tls::CertWatcher::load(config.tls.clone(), provider.clone(), metrics.clone())?;
+    let (resolver, cert_task) = start_certificates(&config, &provider, &metrics).await?;
     let server_config = tls::server_config(resolver, config.client_ca.as_deref(), provider)?;
     health.set_tls_loaded();
 
@@ -104,7 +113,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     health.set_listening();
     tracing::info!(addr = %addr, "HTTPS listener bound (POST /validate, POST /mutate)");
 
-    let watcher_task = tokio::spawn(watcher.run(config.reload_interval));
+    let watcher_task = tokio::spawn(cert_task);
     // Events need a cluster: with the files source there is nowhere to write them.
     let (events, events_task) = match client.filter(|_| config.events) {
         Some(client) => {
@@ -185,6 +194,44 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     match failure {
         Some(why) => Err(anyhow::anyhow!(why)),
         None => Ok(()),
+    }
+}
+
+/// Loads the serving certificate (an error stops `serve`) and returns the resolver that serves it
+/// with the task that keeps it current.
+async fn start_certificates(
+    config: &ServeConfig,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(
+    Arc<tls::CertResolver>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+)> {
+    match &config.tls {
+        Certificates::Files(files) => {
+            let (resolver, watcher) =
+                tls::CertWatcher::load(files.clone(), provider.clone(), metrics.clone())?;
+            Ok((resolver, Box::pin(watcher.run(config.reload_interval))))
+        }
+        Certificates::SelfManaged(self_config) => {
+            self_config
+                .settings
+                .check()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let kube_config = ::kube::Config::infer().await.map_err(|e| {
+                anyhow::anyhow!("--certificates self: expected a kubeconfig or an in-cluster service account, found: {e}")
+            })?;
+            let client = ::kube::Client::try_from(kube_config)
+                .map_err(|e| anyhow::anyhow!("--certificates self: {e}"))?;
+            let mut keeper = self_certs::cluster::Keeper::new(
+                client,
+                self_config.clone(),
+                provider.clone(),
+                metrics.clone(),
+            );
+            let resolver = keeper.start().await?;
+            Ok((resolver, Box::pin(keeper.run())))
+        }
     }
 }
 

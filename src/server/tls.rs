@@ -169,6 +169,17 @@ pub fn server_config(
     Ok(config)
 }
 
+/// Sets `rollout_guard_tls_certificate_expiry_timestamp_seconds` from the served chain's first
+/// certificate.
+fn record_expiry(metrics: &Metrics, cert_pem: &[u8]) {
+    if let Some(t) = std::str::from_utf8(cert_pem)
+        .ok()
+        .and_then(crate::server::self_certs::not_after)
+    {
+        metrics.tls_certificate_expiry(t);
+    }
+}
+
 /// What one poll did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Poll {
@@ -216,6 +227,9 @@ impl CertWatcher {
             Seen::Unreadable(e) => anyhow::bail!("--tls-cert/--tls-key: {e}"),
         };
         let resolver = Arc::new(CertResolver::new(key));
+        if let Seen::Pair(c, _) = &active {
+            record_expiry(&metrics, c);
+        }
         let watcher = CertWatcher {
             files,
             resolver: resolver.clone(),
@@ -243,6 +257,9 @@ impl CertWatcher {
             match loaded {
                 Ok(key) => {
                     self.resolver.store(key);
+                    if let Seen::Pair(c, _) = &seen {
+                        record_expiry(&self.metrics, c);
+                    }
                     self.active = seen.clone();
                     self.reported = None;
                     self.metrics.tls_reload(true);

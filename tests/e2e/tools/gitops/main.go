@@ -4,9 +4,10 @@
 // kubectl apply, or server-side apply with --server-side) and waits for the result. It is the
 // GitOps writer of tests/e2e/real.sh, so that tests do not hand-order their kubectl applies.
 //
-//	gitops-sync --kubeconfig FILE --namespace NS [--server-side] [--manager NAME] DIR
+//	gitops-sync --kubeconfig FILE --namespace NS [--cluster-wide] [--server-side] [--manager NAME] DIR
 //
 // --namespace   the namespace objects without one go to, and the only one the engine caches
+// --cluster-wide  cache every namespace and the cluster-scoped kinds (for cluster-scoped objects)
 // --server-side server-side apply (Argo CD's ServerSideApply=true) with field manager --manager
 //
 //	(default argocd-controller, Argo CD's)
@@ -43,6 +44,7 @@ func main() {
 	namespace := flag.String("namespace", "default", "namespace of objects that name none; the only one cached")
 	serverSide := flag.Bool("server-side", false, "server-side apply, as Argo CD's ServerSideApply=true")
 	manager := flag.String("manager", "argocd-controller", "field manager for server-side apply")
+	clusterWide := flag.Bool("cluster-wide", false, "cache every namespace and the cluster-scoped kinds, as Argo CD does for a cluster it manages (needed for cluster-scoped objects)")
 	timeout := flag.Duration("timeout", 2*time.Minute, "give up after this long")
 	verbosity := flag.Int("v", 0, "gitops-engine log verbosity (to stderr)")
 	flag.Parse()
@@ -60,8 +62,12 @@ func main() {
 		fatal(2, "kubeconfig %q: %v", *kubeconfig, err)
 	}
 	log := textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(*verbosity), textlogger.Output(os.Stderr)))
+	namespaces := []string{*namespace}
+	if *clusterWide {
+		namespaces = nil
+	}
 	clusterCache := cache.NewClusterCache(config,
-		cache.SetNamespaces([]string{*namespace}),
+		cache.SetNamespaces(namespaces),
 		cache.SetLogr(log),
 		cache.SetPopulateResourceInfoHandler(func(un *unstructured.Unstructured, _ bool) (any, bool) {
 			return un.GetAnnotations()[managedAnnotation] == "true", false
