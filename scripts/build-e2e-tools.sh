@@ -13,7 +13,12 @@
 #   gitops-sync            tests/e2e/tools/gitops: Argo CD's sync engine (gitops-engine, the version
 #                          Argo CD v3.2.0 uses) applying a folder once, as Argo CD does
 #
-#   scripts/build-e2e-tools.sh [--print-dir] [NAME...]    builds NAME... (default: all)
+# and, for `make bench` only (built when named, not by default):
+#
+#   kube-load              tests/e2e/tools/cmd/kube-load (creates a state fast; a paced update storm)
+#   opa                    github.com/open-policy-agent/opa (tests/bench/opa/go.mod), the peer
+#
+#   scripts/build-e2e-tools.sh [--print-dir] [NAME...]    builds NAME... (default: the e2e tools)
 #
 #   --print-dir   only print the bin folder the pins map to (nothing is built)
 #   ROLLOUT_GUARD_KUBE_CACHE   cache root (default ~/.cache/rollout-guard-kube), shared with
@@ -30,7 +35,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HOME=${HOME:-/root}
 CACHE=${ROLLOUT_GUARD_KUBE_CACHE:-$HOME/.cache/rollout-guard-kube}
 TOOLS=$ROOT/tests/e2e/tools
-ALL=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync)
+E2E=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync)
+ALL=("${E2E[@]}" kube-load opa)
 PRINT_DIR=0
 WANT=()
 
@@ -46,7 +52,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ ${#WANT[@]} -gt 0 ] || WANT=("${ALL[@]}")
+[ ${#WANT[@]} -gt 0 ] || WANT=("${E2E[@]}")
 
 
 # NAME -> module folder, package, ldflags (version stamps as the upstream release builds set them).
@@ -65,6 +71,8 @@ spec() {
     rs-ready) echo "$TOOLS|./cmd/rs-ready|" ;;
     vs-watch) echo "$TOOLS|./cmd/vs-watch|" ;;
     gitops-sync) echo "$TOOLS/gitops|.|" ;;
+    kube-load) echo "$TOOLS|./cmd/kube-load|" ;;
+    opa) echo "$ROOT/tests/bench/opa|github.com/open-policy-agent/opa|" ;;
     *) die "unknown tool '$1' (one of: ${ALL[*]})" ;;
   esac
 }
