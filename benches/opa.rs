@@ -237,6 +237,15 @@ fn allowed(engine: Engine, body: &[u8]) -> Result<(bool, String), String> {
     }
 }
 
+/// One engine's answer to one fixture.
+struct Answer {
+    allowed: bool,
+    why: String,
+}
+
+/// Each engine's answers, in fixture order.
+type Verdicts = Vec<(&'static str, Vec<Answer>)>;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Engine {
     RolloutGuard,
@@ -249,7 +258,7 @@ fn check_agreement(
     engine: Engine,
     target: &Target,
     fixtures: &[Fixture],
-) -> Result<Vec<(String, bool, String)>, String> {
+) -> Result<Vec<Answer>, String> {
     let mut out = Vec::new();
     for f in fixtures {
         let (path, body) = match engine {
@@ -264,8 +273,8 @@ fn check_agreement(
                 String::from_utf8_lossy(&answer)
             ));
         }
-        let (ok, why) = allowed(engine, &answer)?;
-        out.push((f.name.to_string(), ok, why));
+        let (allowed, why) = allowed(engine, &answer)?;
+        out.push(Answer { allowed, why });
     }
     Ok(out)
 }
@@ -434,7 +443,7 @@ fn run() -> Result<(), String> {
     };
 
     let mut rows: Vec<Row> = Vec::new();
-    let mut verdicts: Vec<(&'static str, Vec<(String, bool, String)>)> = Vec::new();
+    let mut verdicts: Verdicts = Vec::new();
     let mut fixed_rate = None;
 
     // OPA over HTTP, then over HTTPS.
@@ -569,7 +578,7 @@ fn report(
     calls: usize,
     validate: &[gen::Case],
     fixtures: &[Fixture],
-    verdicts: &[(&'static str, Vec<(String, bool, String)>)],
+    verdicts: &Verdicts,
     rows: &[Row],
 ) {
     s.line("## A peer in the same run: OPA");
@@ -613,8 +622,8 @@ fn report(
     let word = |a: bool| if a { "allow" } else { "deny" };
     for (i, f) in fixtures.iter().enumerate() {
         let cell = |engine: &str| match verdict(engine, i) {
-            Some((_, ok, why)) => {
-                let mark = if *ok == f.allowed {
+            Some(Answer { allowed, why }) => {
+                let mark = if *allowed == f.allowed {
                     ""
                 } else {
                     " **DISAGREES**"
@@ -625,12 +634,12 @@ fn report(
                     let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
                     format!(" ({})", why.chars().take(110).collect::<String>())
                 };
-                format!("{}{mark}{why}", word(*ok))
+                format!("{}{mark}{why}", word(*allowed))
             }
             None => "–".into(),
         };
         for engine in ["OPA", "rollout-guard"] {
-            if verdict(engine, i).is_some_and(|(_, ok, _)| *ok != f.allowed) {
+            if verdict(engine, i).is_some_and(|a| a.allowed != f.allowed) {
                 disagreements += 1;
                 eprintln!(
                     "\n!!! DISAGREEMENT: {engine} says {} on \"{}\" (expected {})\n",
