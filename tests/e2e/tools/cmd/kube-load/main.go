@@ -1,7 +1,7 @@
 // Command kube-load puts a large state into an API server fast, and then storms it with updates,
 // for the kube-source benchmark of `make bench` (benches/kube.rs):
 //
-//	kube-load create --kubeconfig FILE --objects FILE.jsonl [--workers 48] [--status all|paused|none]
+//	kube-load create --kubeconfig FILE --objects FILE.jsonl [--workers 48] [--status all|paused|none] [--deadline 10m]
 //	kube-load storm  --kubeconfig FILE --objects FILE.jsonl --rate 2000 --duration 30s --max 60000
 //
 // FILE.jsonl holds one object a line (Rollouts, VirtualServices, DestinationRules, Services, in
@@ -10,7 +10,8 @@
 // create makes the namespaces the objects name, then creates every object from a pool of workers
 // (client-side rate limiting off), then writes Rollout status through the status subresource,
 // as the controller would have: every Rollout's (all), only those whose status says phase Paused
-// (paused: the ones mid-canary, whose live weights the drift guard reads), or none. Server-set metadata (uid, resourceVersion,
+// (paused: the ones mid-canary, whose live weights the drift guard reads), or none. No create
+// starts after --deadline (objects are created in file order, so what is loaded is a prefix). Server-set metadata (uid, resourceVersion,
 // generation, creationTimestamp) is dropped; a Service keeps its clusterIP. An object that exists
 // already is an error: start from an empty etcd.
 //
@@ -65,6 +66,7 @@ func main() {
 	rate := flags.Float64("rate", 2000, "storm: patches per second in total")
 	duration := flags.Duration("duration", 30*time.Second, "storm: how long")
 	maxPatches := flags.Int("max", 100000, "storm: at most this many patches")
+	deadline := flags.Duration("deadline", 10*time.Minute, "create: start no create after this")
 	status := flags.String("status", "all", "create: which Rollouts get their status written: all, paused, none")
 	_ = flags.Parse(os.Args[2:])
 	if *objectsFile == "" {
@@ -90,7 +92,7 @@ func main() {
 		if *status != "all" && *status != "paused" && *status != "none" {
 			fatal("--status must be all, paused or none, got %q", *status)
 		}
-		report, err = create(ctx, cfg, objects, *workers, *status)
+		report, err = create(ctx, cfg, objects, *workers, *status, *deadline)
 	case "storm":
 		report, err = storm(ctx, cfg, objects, *workers, *rate, *duration, *maxPatches)
 	default:
@@ -173,6 +175,8 @@ func pool(n, workers int, do func(i int) error) (failed int, first []string) {
 
 type createReport struct {
 	Objects          int            `json:"objects"`
+	Created          int64          `json:"created"`
+	DeadlineHit      bool           `json:"deadline_hit"`
 	ByKind           map[string]int `json:"by_kind"`
 	Namespaces       int            `json:"namespaces"`
 	CreateSeconds    float64        `json:"create_seconds"`
@@ -186,7 +190,7 @@ type createReport struct {
 	ObjectsPerSecond float64        `json:"objects_per_second"`
 }
 
-func create(ctx context.Context, cfg *rest.Config, objects []*unstructured.Unstructured, workers int, which string) (*createReport, error) {
+func create(ctx context.Context, cfg *rest.Config, objects []*unstructured.Unstructured, workers int, which string, deadline time.Duration) (*createReport, error) {
 	client, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -220,9 +224,14 @@ func create(ctx context.Context, cfg *rest.Config, objects []*unstructured.Unstr
 
 	statuses := make([]map[string]any, len(objects))
 	createStart := time.Now()
-	var done atomic.Int64
+	var done, created atomic.Int64
+	var late atomic.Bool
 	go progress(ctx, "created", &done, len(objects))
 	failed, first = pool(len(objects), workers, func(i int) error {
+		if time.Since(createStart) > deadline {
+			late.Store(true)
+			return nil
+		}
 		o := objects[i].DeepCopy()
 		if status, ok := o.Object["status"].(map[string]any); ok && o.GetKind() == "Rollout" {
 			statuses[i] = status
@@ -234,12 +243,17 @@ func create(ctx context.Context, cfg *rest.Config, objects []*unstructured.Unstr
 		}
 		_, err := client.Resource(resources[o.GetKind()]).Namespace(o.GetNamespace()).Create(ctx, o, metav1.CreateOptions{})
 		done.Add(1)
+		if err == nil {
+			created.Add(1)
+		}
 		if err != nil {
 			return fmt.Errorf("create %s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 		}
 		return nil
 	})
 	report.CreateSeconds = time.Since(createStart).Seconds()
+	report.Created = created.Load()
+	report.DeadlineHit = late.Load()
 	report.Errors += failed
 	report.FirstErrors = append(report.FirstErrors, first...)
 
@@ -268,7 +282,7 @@ func create(ctx context.Context, cfg *rest.Config, objects []*unstructured.Unstr
 	report.Errors += failed
 	report.FirstErrors = append(report.FirstErrors, first...)
 	report.TotalSeconds = time.Since(started).Seconds()
-	report.ObjectsPerSecond = float64(len(objects)) / report.CreateSeconds
+	report.ObjectsPerSecond = float64(report.Created) / report.CreateSeconds
 	return report, nil
 }
 
