@@ -72,8 +72,11 @@ run: build certs
 	  --tls-cert certs/tls.crt --tls-key certs/tls.key \
 	  --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:8080
 
-# Benchmarks against DESIGN.md's performance targets (not tests: nothing fails on a figure).
-# About 8 minutes on 2 cores; writes BENCHMARKS.md, raw results in target/bench-results/.
+# Benchmarks against DESIGN.md's performance targets (not tests: nothing fails on a figure), the
+# kube source on kube-apiserver 1.34 and OPA as a peer, in one run. About 25 minutes on 2 shared
+# cores (BENCH_QUICK=1: a few minutes, small sizes); writes BENCHMARKS.md, raw results in
+# target/bench-results/. Needs Go and the Go module proxy the first time (kube-apiserver, etcd,
+# kube-load and opa are built once and cached by scripts/build-e2e-tools.sh).
 .PHONY: bench
 bench:
 	CARGO="$(CARGO)" scripts/bench.sh

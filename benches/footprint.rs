@@ -1,6 +1,6 @@
 //! Memory and bulk throughput:
 //!
-//! - RSS before and after building the index of 100, 1,000 and 10,000 apps (5 objects each),
+//! - RSS before and after building the index of 100, 1,000, 10,000 and 13,000 apps (5 objects each),
 //!   each size in a fresh process (this binary re-runs itself), objects generated, parsed and
 //!   inserted one at a time as a watch delivers them; bytes per cached object = ΔRSS / objects;
 //! - the time to parse those objects (`Object::parse` from JSON trees) and to build the index
@@ -35,7 +35,7 @@ fn heap() -> u64 {
     s.bytes_allocated.saturating_sub(s.bytes_deallocated) as u64
 }
 
-const SIZES: [usize; 3] = [100, 1_000, 10_000];
+const SIZES: [usize; 4] = [100, 1_000, 10_000, 13_000];
 const CHILD_ENV: &str = "RG_FOOTPRINT_APPS";
 const LINT_APPS: usize = 10_000;
 const LINT_RUNS: usize = 3;
@@ -176,7 +176,8 @@ fn main() {
         return;
     }
     let bench = results::bench_mode();
-    let sizes: &[usize] = if bench { &SIZES } else { &SIZES[..1] };
+    let sizes = results::sizes(&SIZES);
+    let sizes: &[usize] = if bench { &sizes } else { &SIZES[..1] };
     let mut s = Section::new("footprint");
     s.line("## Memory and index build");
     s.line("");
@@ -221,6 +222,7 @@ fn main() {
             rate
         ));
         s.figure(format!("index_rss_delta.{n}"), delta);
+        s.figure(format!("rss_after.{n}"), num("rss_after"));
         s.figure(format!("bytes_per_object.{n}"), per_object);
         s.figure(format!("heap_bytes_per_object.{n}"), heap_per_object);
         s.figure(format!("views_bytes_per_object.{n}"), views_per_object);

@@ -26,38 +26,29 @@ mod gen;
 #[path = "support/results.rs"]
 mod results;
 
+#[path = "support/load.rs"]
+mod load;
+
 use axum::body::Bytes;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use results::{millis, Samples, Section};
+use load::{
+    bin_path, connector, env_num, free_port, log_file, make_certs, measure, spawn_serve,
+    wait_for_port, Certs, Measured, Plan, Server, Target, READY_TIMEOUT, WARMUP,
+};
+use results::{millis, Section};
 use rollout_guard::server::{https, tls};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::RootCertStore;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 const BASELINE_ENV: &str = "RG_LOADGEN_BASELINE";
-const WARMUP: Duration = Duration::from_secs(1);
 const READY_RUNS: usize = 3;
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const IDLE: Duration = Duration::from_secs(4);
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 // ---------------------------------------------------------------------------------------------
 // The baseline server.
@@ -133,112 +124,6 @@ fn baseline_server(args: &[String]) -> Result<(), String> {
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Processes, ports, certificates.
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-struct Certs {
-    ca_pem: String,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn make_certs(dir: &Path) -> Result<Certs, String> {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let err = |e: rcgen::Error| e.to_string();
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "rollout-guard bench CA");
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().map_err(err)?;
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .map_err(err)?
-        .signed_by(&leaf_key, &issuer)
-        .map_err(err)?;
-    let cert = dir.join("tls.crt");
-    let key = dir.join("tls.key");
-    std::fs::write(&cert, leaf.pem()).map_err(|e| e.to_string())?;
-    std::fs::write(&key, leaf_key.serialize_pem()).map_err(|e| e.to_string())?;
-    Ok(Certs {
-        ca_pem: ca_cert.pem(),
-        cert,
-        key,
-    })
-}
-
-/// A server process (ours to stop).
-struct Server {
-    child: Child,
-    name: &'static str,
-}
-
-impl Server {
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// SIGTERM (by pid), then a kill if it has not exited within 10 s.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not stop on SIGTERM; killing it", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// utime + stime of the process so far.
-    fn cpu(&self) -> Duration {
-        cpu_of(&self.pid())
-    }
-}
-
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
-}
-
-fn cpu_of(pid: &str) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // Fields after the command (which may contain spaces) in parentheses.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
-}
-
 fn spawn_baseline(certs: &Certs, log: &Path) -> Result<(Server, SocketAddr), String> {
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}")
@@ -262,347 +147,9 @@ fn spawn_baseline(certs: &Certs, log: &Path) -> Result<(Server, SocketAddr), Str
     Ok((server, addr))
 }
 
-fn log_file(path: &Path) -> Result<Stdio, String> {
-    std::fs::File::create(path)
-        .map(Stdio::from)
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if StdTcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Err(format!("nothing listens on {addr} after {timeout:?}"))
-}
-
-/// `GET /readyz` over plain HTTP: `true` on a 200.
-fn ready(admin: SocketAddr) -> bool {
-    let Ok(mut s) = StdTcpStream::connect_timeout(&admin, Duration::from_millis(50)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
-}
-
-/// `RG_SERVE_ARGS`: more flags for `serve` (split at whitespace), e.g. `--reload-interval 1h`.
 fn extra_serve_args() -> Vec<String> {
     std::env::var("RG_SERVE_ARGS")
         .map(|v| v.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default()
-}
-
-struct Serve {
-    server: Server,
-    addr: SocketAddr,
-    ready_after: Duration,
-}
-
-fn spawn_serve(bin: &Path, state: &Path, certs: &Certs, log: &Path) -> Result<Serve, String> {
-    let port = free_port()?;
-    let admin_port = free_port()?;
-    let addr: SocketAddr = format!("127.0.0.1:{port}")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let admin: SocketAddr = format!("127.0.0.1:{admin_port}")
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let started = Instant::now();
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg("--source")
-        .arg("files")
-        .arg("--manifests")
-        .arg(state)
-        .arg("--tls-cert")
-        .arg(&certs.cert)
-        .arg("--tls-key")
-        .arg(&certs.key)
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--admin-listen")
-        .arg(admin.to_string())
-        .args(extra_serve_args())
-        .stdout(Stdio::null())
-        .stderr(log_file(log)?)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let mut server = Server {
-        child,
-        name: "rollout-guard serve",
-    };
-    loop {
-        if ready(admin) {
-            break;
-        }
-        if let Ok(Some(status)) = server.child.try_wait() {
-            return Err(format!(
-                "rollout-guard serve exited with {status} before it was ready (log: {})",
-                log.display()
-            ));
-        }
-        if started.elapsed() > READY_TIMEOUT {
-            server.stop();
-            return Err(format!(
-                "rollout-guard serve not ready after {READY_TIMEOUT:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let ready_after = started.elapsed();
-    Ok(Serve {
-        server,
-        addr,
-        ready_after,
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// The client.
-
-#[derive(Clone)]
-struct Target {
-    addr: SocketAddr,
-    tls: TlsConnector,
-}
-
-fn connector(ca_pem: &[u8]) -> Result<TlsConnector, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn connect(target: &Target) -> Result<Sender, String> {
-    let tcp = TcpStream::connect(target.addr)
-        .await
-        .map_err(|e| format!("connect {}: {e}", target.addr))?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let name = ServerName::IpAddress(target.addr.ip().into());
-    let stream = target
-        .tls
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-/// Sends one request and reads the whole answer; `Ok(true)` on a 200.
-async fn exchange(sender: &mut Sender, case: &(String, Bytes)) -> Result<bool, String> {
-    sender.ready().await.map_err(|e| e.to_string())?;
-    let request = Request::post(case.0.as_str())
-        .header(header::HOST, "127.0.0.1")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(case.1.clone()))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let ok = response.status() == StatusCode::OK;
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(ok && body.starts_with(b"{"))
-}
-
-#[derive(Default)]
-struct Run {
-    samples: Samples,
-    errors: usize,
-    elapsed: Duration,
-    first_error: Option<String>,
-}
-
-impl Run {
-    fn throughput(&self) -> f64 {
-        self.samples.len() as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// K connections; `rate` `None` = closed loop, `Some(r)` = r requests/s in total, scheduled.
-async fn load(
-    target: &Target,
-    cases: Arc<Vec<(String, Bytes)>>,
-    connections: usize,
-    duration: Duration,
-    rate: Option<f64>,
-) -> Run {
-    let start = Instant::now() + WARMUP;
-    let end = start + duration;
-    let mut tasks = Vec::new();
-    for c in 0..connections {
-        let target = target.clone();
-        let cases = cases.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut run = Run::default();
-            let mut sender = match connect(&target).await {
-                Ok(s) => s,
-                Err(e) => {
-                    run.errors += 1;
-                    run.first_error = Some(e);
-                    return run;
-                }
-            };
-            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
-            let first = match interval {
-                Some(i) => Instant::now() + i.mul_f64(c as f64 / connections as f64),
-                None => Instant::now(),
-            };
-            let mut next = first;
-            let mut k = c * 7;
-            loop {
-                let scheduled = match interval {
-                    Some(i) => {
-                        let at = next;
-                        next += i;
-                        tokio::time::sleep_until(at.into()).await;
-                        at
-                    }
-                    None => Instant::now(),
-                };
-                if scheduled >= end {
-                    break;
-                }
-                let case = &cases[k % cases.len()];
-                k += 1;
-                let result = exchange(&mut sender, case).await;
-                let done = Instant::now();
-                match result {
-                    Ok(true) if scheduled >= start => run.samples.push(done - scheduled),
-                    Ok(true) => {}
-                    Ok(false) => run.errors += 1,
-                    Err(e) => {
-                        run.errors += 1;
-                        run.first_error.get_or_insert(e);
-                        match connect(&target).await {
-                            Ok(s) => sender = s,
-                            Err(e) => {
-                                run.first_error.get_or_insert(e);
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            run
-        }));
-    }
-    let mut total = Run::default();
-    for t in tasks {
-        if let Ok(run) = t.await {
-            total.samples.extend(run.samples);
-            total.errors += run.errors;
-            if total.first_error.is_none() {
-                total.first_error = run.first_error;
-            }
-        }
-    }
-    total.elapsed = duration;
-    total.samples.sort();
-    total
-}
-
-// ---------------------------------------------------------------------------------------------
-// The measurement.
-
-struct Measured {
-    name: &'static str,
-    mode: String,
-    run: Run,
-    cpu: Option<Duration>,
-}
-
-/// What every run of one invocation shares.
-struct Plan<'a> {
-    rt: &'a tokio::runtime::Runtime,
-    cases: &'a Arc<Vec<(String, Bytes)>>,
-    connections: usize,
-    duration: Duration,
-}
-
-fn measure(
-    plan: &Plan<'_>,
-    name: &'static str,
-    server: Option<&Server>,
-    target: &Target,
-    rate: Option<f64>,
-) -> Measured {
-    let Plan {
-        rt,
-        cases,
-        connections,
-        duration,
-    } = *plan;
-    let cpu_before = server.map(Server::cpu);
-    let run = rt.block_on(load(target, cases.clone(), connections, duration, rate));
-    let cpu = server
-        .map(Server::cpu)
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
-    let mode = match rate {
-        None => format!("closed loop, {connections} connections"),
-        Some(r) => format!("{r:.0} req/s scheduled over {connections} connections"),
-    };
-    println!(
-        "{name:>9} {mode}: {:.0} req/s, p50 {} ms, p99 {} ms, p99.9 {} ms, errors {}{}",
-        run.throughput(),
-        millis(run.samples.quantile(0.5)),
-        millis(run.samples.quantile(0.99)),
-        millis(run.samples.quantile(0.999)),
-        run.errors,
-        run.first_error
-            .as_deref()
-            .map(|e| format!(" (first: {e})"))
-            .unwrap_or_default()
-    );
-    Measured {
-        name,
-        mode,
-        run,
-        cpu,
-    }
-}
-
-fn bin_path() -> PathBuf {
-    if let Some(b) = std::env::var_os("RG_BIN") {
-        return PathBuf::from(b);
-    }
-    results::results_dir()
-        .parent()
-        .map(|t| t.join("release").join("rollout-guard"))
         .unwrap_or_default()
 }
 
@@ -653,7 +200,7 @@ fn run() -> Result<(), String> {
         let ca = std::fs::read(&ca).map_err(|e| format!("{ca}: {e}"))?;
         let target = Target {
             addr,
-            tls: connector(&ca)?,
+            tls: Some(connector(&ca)?),
         };
         let closed = measure(&plan, "target", None, &target, None);
         let half = closed.run.throughput() / 2.0;
@@ -667,7 +214,10 @@ fn run() -> Result<(), String> {
 
     if !bench {
         let (server, addr) = spawn_baseline(&certs, &dir.path().join("baseline.log"))?;
-        let target = Target { addr, tls };
+        let target = Target {
+            addr,
+            tls: Some(tls),
+        };
         let m = measure(
             &Plan {
                 rt: &rt,
@@ -712,7 +262,7 @@ fn run() -> Result<(), String> {
     let (baseline, baseline_addr) = spawn_baseline(&certs, &dir.path().join("baseline.log"))?;
     let baseline_target = Target {
         addr: baseline_addr,
-        tls: tls.clone(),
+        tls: Some(tls.clone()),
     };
     measured.push(measure(
         &plan,
@@ -727,7 +277,21 @@ fn run() -> Result<(), String> {
         // Start to ready, a few times (the files are in the page cache after the first).
         let mut last = None;
         for run in 0..READY_RUNS {
-            match spawn_serve(&bin, &state, &certs, &dir.path().join("serve.log")) {
+            let mut source = vec![
+                "--source".to_string(),
+                "files".into(),
+                "--manifests".into(),
+                state.display().to_string(),
+            ];
+            source.extend(extra_serve_args());
+            match spawn_serve(
+                &bin,
+                &source,
+                &[],
+                &certs,
+                &dir.path().join("serve.log"),
+                READY_TIMEOUT,
+            ) {
                 Ok(serve) => {
                     println!(
                         "serve ready after {:.0} ms",
@@ -754,7 +318,7 @@ fn run() -> Result<(), String> {
             idle_cpu = Some(serve.server.cpu().saturating_sub(before));
             let target = Target {
                 addr: serve.addr,
-                tls: tls.clone(),
+                tls: Some(tls.clone()),
             };
             let closed = measure(&plan, "serve", Some(&serve.server), &target, None);
             let half = closed.run.throughput() / 2.0;

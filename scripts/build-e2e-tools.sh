@@ -15,7 +15,12 @@
 #   helm                   helm.sh/helm/v3 v3.22.0 cmd/helm (tests/e2e/tools/helm/go.mod, needs
 #                          Go >= 1.26), for tests/e2e/chart.sh
 #
-#   scripts/build-e2e-tools.sh [--print-dir] [NAME...]    builds NAME... (default: all)
+# and, for `make bench` only (built when named, not by default):
+#
+#   kube-load              tests/e2e/tools/cmd/kube-load (creates a state fast; a paced update storm)
+#   opa                    github.com/open-policy-agent/opa (tests/bench/opa/go.mod), the peer
+#
+#   scripts/build-e2e-tools.sh [--print-dir] [NAME...]    builds NAME... (default: the e2e tools)
 #
 #   --print-dir   only print the bin folder the pins map to (nothing is built)
 #   ROLLOUT_GUARD_KUBE_CACHE   cache root (default ~/.cache/rollout-guard-kube), shared with
@@ -32,7 +37,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HOME=${HOME:-/root}
 CACHE=${ROLLOUT_GUARD_KUBE_CACHE:-$HOME/.cache/rollout-guard-kube}
 TOOLS=$ROOT/tests/e2e/tools
-ALL=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync helm)
+E2E=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync helm)
+ALL=("${E2E[@]}" kube-load opa)
 PRINT_DIR=0
 WANT=()
 
@@ -48,7 +54,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ ${#WANT[@]} -gt 0 ] || WANT=("${ALL[@]}")
+[ ${#WANT[@]} -gt 0 ] || WANT=("${E2E[@]}")
 
 
 # NAME -> module folder, package, ldflags (version stamps as the upstream release builds set them).
@@ -74,6 +80,8 @@ spec() {
     vs-watch) echo "$TOOLS|./cmd/vs-watch|" ;;
     gitops-sync) echo "$TOOLS/gitops|.|" ;;
     helm) echo "$TOOLS/helm|helm.sh/helm/v3/cmd/helm|$HELM_LD" ;;
+    kube-load) echo "$TOOLS|./cmd/kube-load|" ;;
+    opa) echo "$ROOT/tests/bench/opa|github.com/open-policy-agent/opa|" ;;
     *) die "unknown tool '$1' (one of: ${ALL[*]})" ;;
   esac
 }

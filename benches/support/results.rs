@@ -16,6 +16,19 @@ pub fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// The state sizes (apps) to measure: `RG_BENCH_SIZES` (comma-separated), else `default`.
+pub fn sizes(default: &[usize]) -> Vec<usize> {
+    std::env::var("RG_BENCH_SIZES")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| n.trim().replace('_', "").parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
 pub fn results_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
