@@ -330,6 +330,7 @@ async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Bo
         namespace = %o.namespace,
         name = %o.name,
         operation = %o.operation,
+        user = %o.user,
         decision = o.decision.as_str(),
         denied_rules = %denied_rules,
         restores = o.restores,
