@@ -790,7 +790,7 @@ rename_case() {
         || { fail "(7) $what renamed, $label: the second sync was refused"; indent "$W/out/last"; return; }
     fi
     if poll "$T" "${renamed[@]}"; then
-      ok "(7) $what renamed, $label: one gitops-engine sync renames it everywhere; accepted (applied in this order: $applied)$healed"
+      ok "(7) $what renamed, $label: one commit synced by gitops-engine, every write accepted (applied in this order: $applied)${healed:-; renamed everywhere by that one sync}"
     else
       fail "(7) $what renamed, $label: synced, but the Rollout did not become Healthy on the new name: $(ro_state "$ro" "$vs")$([ "$what" = subset ] && echo "; VirtualService destinations $(kubectl get vs "$vs" -n shop -o jsonpath='{.spec.http[0].route[*].destination.subset}'), DestinationRule $(subset_hashes "$dr"), pod hash $(pod_hash "$ro")")"
       indent "$W/out/last"; return
