@@ -141,6 +141,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = https::DEFAULT_MAX_CONNECTIONS,
           value_parser = parse_max_connections)]
     pub max_connections: usize,
+    /// Which admission requests are logged at info: `changes` (denials, patches, warnings,
+    /// skips, exempt writes, errors; a plain allow at debug) or `all`.
+    #[arg(long, value_enum, default_value = "changes")]
+    pub request_log: router::RequestLog,
 }
 
 impl ServeArgs {
@@ -184,6 +188,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
             },
             reload_interval: self.reload_interval,
+            request_log: self.request_log,
         }
     }
 }

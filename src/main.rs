@@ -8,7 +8,7 @@ fn main() {
     // One provider for the whole process (kube's client and the server both use rustls).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let log_writer = init_tracing(cli.log_format);
     rollout_guard::model::rollout::set_argo_version(cli.argo_rollouts_version);
     let code = match cli.command {
         Command::Lint { paths, output } => lint::run(
@@ -20,6 +20,8 @@ fn main() {
         Command::DevCerts { out, force, sans } => devcerts::run(&out, &sans, force),
         Command::Serve(args) => serve(args.into_config()),
     };
+    // `exit` runs no destructors: flush the log lines still queued first.
+    drop(log_writer);
     std::process::exit(code);
 }
 
@@ -43,15 +45,29 @@ fn serve(config: server::ServeConfig) -> i32 {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr through a background thread, so that a request never waits for a write to
+/// stderr (a slow pipe, a full disk, a terminal). Lossy by design: when the queue is full the
+/// line is dropped rather than the request delayed.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("rollout-guard-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
+    rollout_guard::metrics::follow_log_drops(move || dropped.dropped_lines() as u64);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    guard
 }
+
+/// Lines waiting for stderr before new ones are dropped (a few MiB at most).
+const LOG_QUEUE_LINES: usize = 16_384;

@@ -172,6 +172,19 @@ pub struct Metrics {
     index_objects: Family<KindLabels, Gauge>,
     stale: Gauge,
     broken_seconds: Gauge<f64, AtomicU64>,
+    log_lines_dropped: Counter,
+    /// What `log_lines_dropped` last took from the log writer's own count.
+    log_lines_dropped_seen: std::sync::atomic::AtomicU64,
+}
+
+/// The log writer's count of lines it dropped (its queue was full), set once by the binary.
+static LOG_DROPS: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>> =
+    std::sync::OnceLock::new();
+
+/// Makes `rollout_guard_log_lines_dropped_total` follow `dropped` (the non-blocking log writer's
+/// counter). Only the first call counts.
+pub fn follow_log_drops(dropped: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = LOG_DROPS.set(Box::new(dropped));
 }
 
 impl Default for Metrics {
@@ -272,6 +285,12 @@ impl Metrics {
             "How long the longest-broken watch has been broken (0 when none is)",
             broken_seconds.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log writer's queue was full (requests never wait for logs)",
+            log_lines_dropped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -288,6 +307,8 @@ impl Metrics {
             index_objects,
             stale,
             broken_seconds,
+            log_lines_dropped,
+            log_lines_dropped_seen: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -377,6 +398,13 @@ impl Metrics {
         self.stale.set(i64::from(status.is_stale()));
         self.broken_seconds
             .set(status.broken_for().map_or(0.0, |d| d.as_secs_f64()));
+        if let Some(dropped) = LOG_DROPS.get() {
+            let now = dropped();
+            let seen = self
+                .log_lines_dropped_seen
+                .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+            self.log_lines_dropped.inc_by(now.saturating_sub(seen));
+        }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             let _ = writeln!(out, "# encoding failed: {e}");

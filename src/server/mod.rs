@@ -36,6 +36,7 @@ pub struct ServeConfig {
     pub conn: https::ConnOptions,
     /// How often the certificate files are re-read.
     pub reload_interval: Duration,
+    pub request_log: router::RequestLog,
 }
 
 /// Runs the server until SIGTERM/SIGINT; `Ok` after a drain, `Err` when it cannot start or the
@@ -109,7 +110,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         metrics.clone(),
         config.limits,
     )
-    .with_live_reader(live);
+    .with_live_reader(live)
+    .with_request_log(config.request_log);
     let serving = tokio::spawn(https::serve(
         listener,
         Arc::new(server_config),

@@ -20,7 +20,7 @@
 //!   `request_timeout` gets 503.
 
 use crate::admission::confirm::LiveRead;
-use crate::admission::{self, Policy, Webhook};
+use crate::admission::{self, Decision, Policy, Webhook};
 use crate::index::SharedIndex;
 use crate::metrics::{DecisionLabel, Metrics};
 use crate::source::SourceStatus;
@@ -105,6 +105,7 @@ struct Shared {
     status: Arc<SourceStatus>,
     metrics: Arc<Metrics>,
     limits: Limits,
+    request_log: RequestLog,
     /// The in-flight memory budget, in KiB.
     budget: Semaphore,
     budget_kib: usize,
@@ -126,13 +127,47 @@ impl AppState {
             status,
             metrics,
             limits,
+            request_log: RequestLog::default(),
             budget: Semaphore::new(budget_kib),
             budget_kib,
         }))
     }
 }
 
+/// Which admission requests get a log line at info level (the others at debug).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RequestLog {
+    /// Denials, patches, warnings, break-glass skips, exempt writes and errors: what changed or
+    /// was refused. A plain allowed request is logged at debug.
+    #[default]
+    Changes,
+    /// Every request.
+    All,
+}
+
+impl RequestLog {
+    fn at_info(self, o: &admission::Outcome) -> bool {
+        self == RequestLog::All
+            || o.decision != Decision::Allowed
+            || o.warnings > 0
+            || o.skipped
+            || o.exempt
+            || o.error.is_some()
+    }
+}
+
 impl AppState {
+    /// Log lines per request: see [`RequestLog`].
+    pub fn with_request_log(self, request_log: RequestLog) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut shared) => {
+                shared.request_log = request_log;
+                AppState(Arc::new(shared))
+            }
+            Err(shared) => AppState(shared),
+        }
+    }
+
     /// Confirm cross-object denials with `live` before they are given (the kube source's reader).
     pub fn with_live_reader(self, live: Option<Arc<dyn LiveRead>>) -> Self {
         match Arc::try_unwrap(self.0) {
@@ -300,6 +335,33 @@ fn linger(body: Body, limits: &Limits) {
     });
 }
 
+/// One line per admission request; the level must be a constant for `tracing::event!`.
+macro_rules! log_admission {
+    ($level:expr, $webhook:expr, $o:expr, $elapsed:expr) => {
+        tracing::event!(
+            $level,
+            webhook = $webhook.as_str(),
+            uid = %$o.uid,
+            kind = %$o.kind,
+            namespace = %$o.namespace,
+            name = %$o.name,
+            operation = %$o.operation,
+            user = %$o.user,
+            decision = $o.decision.as_str(),
+            denied_rules = %$o.denied_rules.join(","),
+            restores = $o.restores,
+            warnings = $o.warnings,
+            exempt = $o.exempt,
+            skipped = $o.skipped,
+            dry_run = $o.dry_run,
+            confirmation = $o.confirmation.map_or("", |c| c.as_str()),
+            error = $o.error.as_deref().unwrap_or(""),
+            micros = u64::try_from($elapsed.as_micros()).unwrap_or(u64::MAX),
+            "admission"
+        )
+    };
+}
+
 async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let shared = &state.0;
@@ -322,27 +384,11 @@ async fn admit(state: &AppState, webhook: Webhook, headers: &HeaderMap, body: Bo
     let elapsed = started.elapsed();
     shared.metrics.observe(&reply.outcome, elapsed);
     let o = &reply.outcome;
-    let denied_rules = o.denied_rules.join(",");
-    tracing::info!(
-        webhook = webhook.as_str(),
-        uid = %o.uid,
-        kind = %o.kind,
-        namespace = %o.namespace,
-        name = %o.name,
-        operation = %o.operation,
-        user = %o.user,
-        decision = o.decision.as_str(),
-        denied_rules = %denied_rules,
-        restores = o.restores,
-        warnings = o.warnings,
-        exempt = o.exempt,
-        skipped = o.skipped,
-        dry_run = o.dry_run,
-        confirmation = o.confirmation.map_or("", |c| c.as_str()),
-        error = o.error.as_deref().unwrap_or(""),
-        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        "admission"
-    );
+    if shared.request_log.at_info(o) {
+        log_admission!(tracing::Level::INFO, webhook, o, elapsed);
+    } else {
+        log_admission!(tracing::Level::DEBUG, webhook, o, elapsed);
+    }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
@@ -418,6 +464,47 @@ fn text(status: StatusCode, body: String) -> Response {
 mod tests {
     use super::*;
     use futures::StreamExt;
+
+    fn outcome(decision: Decision) -> admission::Outcome {
+        admission::Outcome {
+            webhook: Webhook::Validate,
+            decision,
+            uid: "u".into(),
+            kind: "VirtualService".into(),
+            namespace: "ns".into(),
+            name: "n".into(),
+            operation: "UPDATE".into(),
+            user: "u".into(),
+            dry_run: false,
+            denied_rules: Vec::new(),
+            restores: 0,
+            exempt: false,
+            skipped: false,
+            degraded: Vec::new(),
+            confirmation: None,
+            warnings: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn only_requests_that_changed_or_refused_something_are_logged_at_info_by_default() {
+        let changes = RequestLog::Changes;
+        assert!(!changes.at_info(&outcome(Decision::Allowed)));
+        assert!(RequestLog::All.at_info(&outcome(Decision::Allowed)));
+        for decision in [Decision::Denied, Decision::Patched, Decision::Invalid] {
+            assert!(changes.at_info(&outcome(decision)), "{decision:?}");
+        }
+        let with = |change: fn(&mut admission::Outcome)| {
+            let mut o = outcome(Decision::Allowed);
+            change(&mut o);
+            changes.at_info(&o)
+        };
+        assert!(with(|o| o.warnings = 1));
+        assert!(with(|o| o.skipped = true), "break-glass is always logged");
+        assert!(with(|o| o.exempt = true));
+        assert!(with(|o| o.error = Some("unreadable".into())));
+    }
 
     #[test]
     fn the_decoded_estimate_covers_what_serde_json_builds() {
