@@ -482,6 +482,7 @@ mod tests {
             namespace: "ns".into(),
             name: "n".into(),
             operation: operation.into(),
+            user: "u".into(),
             dry_run: false,
             denied_rules: vec!["http-route-not-found"],
             restores: 2,

@@ -126,6 +126,8 @@ pub struct Outcome {
     pub namespace: String,
     pub name: String,
     pub operation: String,
+    /// The writer (`userInfo.username`), for the log: who was denied or patched.
+    pub user: String,
     pub dry_run: bool,
     /// Rules whose findings denied (or would have, in warn mode).
     pub denied_rules: Vec<&'static str>,
@@ -307,6 +309,7 @@ fn reply(webhook: Webhook, request: review::Request, verdict: Verdict, notes: No
             namespace: request.namespace,
             name: request.name,
             operation: request.operation.as_str().to_string(),
+            user: request.user,
             dry_run: request.dry_run,
             denied_rules: notes.denied_rules,
             restores: notes.restores,
@@ -413,6 +416,7 @@ fn bad_request(webhook: Webhook, err: BadReview) -> Reply {
             namespace: String::new(),
             name: String::new(),
             operation: String::new(),
+            user: String::new(),
             dry_run: false,
             denied_rules: Vec::new(),
             restores: 0,
@@ -456,4 +460,40 @@ pub(crate) fn screen(
         return Err(Box::new((Verdict::allow(), notes)));
     }
     Ok(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome_of(fixture: &str) -> Outcome {
+        let path = format!(
+            "{}/tests/fixtures/reviews/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body = std::fs::read(&path).expect("fixture");
+        let index = crate::index::Index::new();
+        let policy = Policy::default();
+        let ctx = Context {
+            index: &index,
+            policy: &policy,
+            stale: false,
+        };
+        handle(Webhook::Mutate, &body, &ctx).outcome
+    }
+
+    /// The log says who wrote: the controller's requests can be told from a GitOps writer's.
+    #[test]
+    fn the_outcome_names_the_writer() {
+        let controller = outcome_of("virtualservice-update-by-controller.json");
+        assert_eq!(
+            controller.user,
+            "system:serviceaccount:argo-rollouts:argo-rollouts"
+        );
+        assert!(controller.exempt);
+        let gitops = outcome_of("virtualservice-update-gitops-100-0.json");
+        assert_ne!(gitops.user, controller.user);
+        assert!(!gitops.user.is_empty());
+        assert!(outcome_of("no-uid.json").user.is_empty());
+    }
 }
