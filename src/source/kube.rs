@@ -85,19 +85,28 @@ pub async fn resources_for(
     Ok(out)
 }
 
-/// Whether the cluster serves `argoproj.io/v1alpha1` `rollouts` (its Argo Rollouts CRD).
+/// Whether the cluster serves `argoproj.io/v1alpha1` `rollouts` (its Argo Rollouts CRD). The API
+/// groups are asked first: for a group that is not served the API server answers a plain-text
+/// 404, which the client does not read as NotFound.
 async fn rollouts_served(client: &Client, deadline: Duration) -> Result<bool, String> {
-    let asked = tokio::time::timeout(
-        deadline,
-        client.list_api_group_resources("argoproj.io/v1alpha1"),
-    )
-    .await
-    .map_err(|_| format!("no answer within {deadline:?}"))?;
-    match asked {
-        Ok(list) => Ok(list.resources.iter().any(|r| r.name == "rollouts")),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
-        Err(err) => Err(err.to_string()),
-    }
+    let ask = async {
+        let groups = client.list_api_groups().await.map_err(|e| e.to_string())?;
+        let served = groups
+            .groups
+            .iter()
+            .any(|g| g.name == "argoproj.io" && g.versions.iter().any(|v| v.version == "v1alpha1"));
+        if !served {
+            return Ok(false);
+        }
+        let list = client
+            .list_api_group_resources("argoproj.io/v1alpha1")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(list.resources.iter().any(|r| r.name == "rollouts"))
+    };
+    tokio::time::timeout(deadline, ask)
+        .await
+        .map_err(|_| format!("no answer within {deadline:?}"))?
 }
 
 /// Where live reads go: for each (cluster in the key, kind), the client of the cluster that
