@@ -564,4 +564,18 @@ tasks).\n\n\
   inotify watch would remove it.\n\
 - **YAML** (ready time, lint): serde_yaml_ng tops out at 36-42 MiB/s even into small typed structs \
   on this machine; the targets need about 82 MiB/s. Parsing files on both cores would give about \
-  2×, not 4×.\n\n";
+  2×, not 4×.\n\
+- **Snapshots instead of a lock** (kept): decisions read an immutable snapshot of the index \
+  (`ArcSwap` of persistent maps); under the old `RwLock` the storm's writer was stalled by the \
+  readers (806 events/s of the 5,000 asked in one row on 2026-12-02), so the index fell behind. \
+  With snapshots nothing waits, but each event copies the path it changes and old snapshots are \
+  freed by whichever thread drops them last, often a decision: the storm's p99 cost is CPU and \
+  allocator work on 2 shared cores, not waiting.\n\
+- **Publishing at most one snapshot every 5 ms** under a storm (not kept, 2026-12-02): two runs at \
+  10,000 apps gave p99 under the storm between 0.8× and 2.2× the per-event figures depending on the \
+  row, no consistent gain, so each event still publishes its own snapshot.\n\
+- **Logs off the request path** (kept): a non-blocking writer on its own thread (lines dropped when \
+  it falls behind are counted in `rollout_guard_log_lines_dropped_total`), and a plain allow is \
+  logged at debug unless `--request-log all`.\n\
+- **YAML on both cores** (kept): files and documents are parsed in parallel, in order \
+  (`src/parallel.rs`), for `lint` and the files source's scan.\n\n";

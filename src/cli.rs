@@ -4,7 +4,7 @@ use crate::admission::{BreaksSeverity, Mode, Policy, ReferenceSeverity, DEFAULT_
 use crate::lint;
 use crate::server::self_certs::{cluster::SelfCertConfig, Settings as SelfCertSettings};
 use crate::server::{https, router, tls, Certificates, ServeConfig};
-use crate::source::{SourceConfig, SourceKind};
+use crate::source::{clusters, SourceConfig, SourceKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -169,6 +169,23 @@ pub struct ServeArgs {
     /// Kube source: watch only this namespace (repeatable; default: all).
     #[arg(long = "namespace", value_name = "NS")]
     pub namespaces: Vec<String>,
+    /// Kube source, in a Rollouts cluster whose Istio primary is another cluster: look for the
+    /// Argo Rollouts Secret labelled istio.argoproj.io/primary-cluster=true in every namespace
+    /// (`all`) or in one, and read VirtualServices and DestinationRules in the cluster it names.
+    #[arg(long, value_name = "off|all|NS", default_value = "off", value_parser = clusters::SecretScope::parse)]
+    pub istio_primary_secrets: clusters::SecretsFlag,
+    /// Kube source, in the Istio primary: also read Rollouts and Services in every cluster that a
+    /// kubeconfig Secret labelled --rollouts-cluster-label names (in every namespace, or one).
+    #[arg(long, value_name = "off|all|NS", default_value = "off", value_parser = clusters::SecretScope::parse)]
+    pub rollouts_cluster_secrets: clusters::SecretsFlag,
+    /// The label selector of the remote Rollouts clusters' kubeconfig Secrets.
+    #[arg(long, value_name = "KEY=VALUE", default_value = clusters::ROLLOUTS_CLUSTER_LABEL,
+          value_parser = parse_label)]
+    pub rollouts_cluster_label: String,
+    /// The identity the remote Argo Rollouts controllers write VirtualServices and
+    /// DestinationRules with in the Istio primary; exempt while --rollouts-cluster-secrets is on.
+    #[arg(long, value_name = "USER", default_value = DEFAULT_PRIMARY_WRITER)]
+    pub primary_writer: String,
     /// `warn`: every denial becomes an allowed response with warnings (audit mode).
     #[arg(long, value_enum, default_value = "enforce")]
     pub mode: Mode,
@@ -241,9 +258,59 @@ pub enum Switch {
     Off,
 }
 
+/// The ServiceAccount Argo Rollouts' multicluster docs create in the Istio primary.
+pub const DEFAULT_PRIMARY_WRITER: &str =
+    "system:serviceaccount:argo-rollouts:argo-rollouts-istio-primary";
+
+/// `KEY=VALUE`, a label selector of one equality.
+fn parse_label(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() && !value.contains('=') && !key.contains(',') => {
+            Ok(text.to_string())
+        }
+        _ => Err(format!("expected KEY=VALUE, found '{text}'")),
+    }
+}
+
 impl ServeArgs {
+    /// Problems between flags that clap cannot see.
+    pub fn check(&self) -> Result<(), String> {
+        if self.istio_primary_secrets.0.is_some() && self.rollouts_cluster_secrets.0.is_some() {
+            return Err(
+                "expected at most one of --istio-primary-secrets (this is a Rollouts cluster) and \
+                 --rollouts-cluster-secrets (this is the Istio primary), found both"
+                    .to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    fn multicluster(&self) -> clusters::Multicluster {
+        match (
+            &self.istio_primary_secrets.0,
+            &self.rollouts_cluster_secrets.0,
+        ) {
+            (Some(secrets), _) => clusters::Multicluster::IstioPrimary {
+                secrets: secrets.clone(),
+            },
+            (None, Some(secrets)) => clusters::Multicluster::RolloutsClusters {
+                secrets: secrets.clone(),
+                label: self.rollouts_cluster_label.clone(),
+            },
+            (None, None) => clusters::Multicluster::Off,
+        }
+    }
+
     pub fn into_config(self) -> ServeConfig {
         let nonempty = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect();
+        let multicluster = self.multicluster();
+        let mut exempt_users: Vec<String> = nonempty(self.exempt_users);
+        if self.rollouts_cluster_secrets.0.is_some()
+            && !self.primary_writer.is_empty()
+            && !exempt_users.contains(&self.primary_writer)
+        {
+            exempt_users.push(self.primary_writer);
+        }
         ServeConfig {
             listen: self.listen,
             admin_listen: self.admin_listen,
@@ -272,13 +339,14 @@ impl ServeArgs {
                 namespaces: nonempty(self.namespaces),
                 poll_interval: self.reload_interval,
                 relist_deadline: self.relist_deadline,
+                multicluster,
             },
             policy: Policy {
                 mode: self.mode,
                 reference_severity: self.reference_severity,
                 breaks_severity: self.breaks_severity,
                 // An empty name would exempt requests that carry no user at all.
-                exempt_users: nonempty(self.exempt_users),
+                exempt_users,
                 exempt_groups: nonempty(self.exempt_groups),
             },
             stale_after: self.stale_after,

@@ -265,7 +265,7 @@ fn services(
     .into_iter()
     .filter(|(_, name, _)| !name.is_empty())
     .map(|(role, name, hash)| {
-        let live = world.index.service(ns, name);
+        let live = world.index.service_of(rollout, name);
         ServicePart {
             role,
             namespace: ns.clone(),

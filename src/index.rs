@@ -47,9 +47,24 @@ pub trait Lookup {
             _ => None,
         }
     }
+    /// A Service a Rollout names: in the Rollout's namespace and cluster.
+    fn service_of(&self, rollout: &Rollout, name: &str) -> Option<Arc<Service>> {
+        let key = ObjectKey::in_cluster(
+            Kind::Service,
+            &rollout.meta.cluster,
+            &rollout.meta.namespace,
+            name,
+        );
+        match self.object(&key) {
+            Some(Object::Service(s)) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// Every object a Rollout's spec references (VirtualServices, its DestinationRule, its Services).
+/// Services are in the Rollout's cluster; VirtualServices and DestinationRules in the one Istio
+/// config cluster (see [`ObjectKey`]).
 pub fn references_of(rollout: &Rollout) -> Vec<ObjectKey> {
     let ns = rollout.meta.namespace.as_str();
     let mut out = Vec::new();
@@ -69,7 +84,12 @@ pub fn references_of(rollout: &Rollout) -> Vec<ObjectKey> {
             pp.map(|p| p.pong_service.as_str()),
         ];
         for name in names.into_iter().flatten().filter(|n| !n.is_empty()) {
-            out.push(ObjectKey::new(Kind::Service, ns, name));
+            out.push(ObjectKey::in_cluster(
+                Kind::Service,
+                &rollout.meta.cluster,
+                ns,
+                name,
+            ));
         }
     }
     out.sort();
@@ -140,15 +160,23 @@ impl Index {
         }
     }
 
-    /// Replaces every object of `kind` (in `namespace`, or everywhere) with `objects`: how a
-    /// watcher's relist lands, so that objects deleted while it was away disappear.
-    pub fn replace_scope(&mut self, kind: Kind, namespace: Option<&str>, objects: Vec<Object>) {
+    /// Replaces every object of `kind` in `cluster` (in `namespace`, or everywhere) with
+    /// `objects`: how a watcher's relist lands, so that objects deleted while it was away
+    /// disappear.
+    pub fn replace_scope(
+        &mut self,
+        kind: Kind,
+        cluster: &str,
+        namespace: Option<&str>,
+        objects: Vec<Object>,
+    ) {
         let keep: std::collections::HashSet<ObjectKey> = objects.iter().map(Object::key).collect();
         let gone: Vec<ObjectKey> = self
             .objects
             .keys()
             .filter(|k| {
                 k.kind == kind
+                    && *k.cluster == *cluster
                     && namespace.is_none_or(|ns| *k.namespace == *ns)
                     && !keep.contains(*k)
             })
@@ -160,6 +188,20 @@ impl Index {
         for object in objects {
             self.upsert(object);
         }
+    }
+
+    /// Removes every object read from `cluster` (a remote cluster no longer configured).
+    pub fn remove_cluster(&mut self, cluster: &str) -> usize {
+        let gone: Vec<ObjectKey> = self
+            .objects
+            .keys()
+            .filter(|k| *k.cluster == *cluster)
+            .cloned()
+            .collect();
+        for key in &gone {
+            self.remove(key);
+        }
+        gone.len()
     }
 
     pub fn len(&self) -> usize {
@@ -347,9 +389,9 @@ mod tests {
             svc("b", "three"),
             rollout("vs1"),
         ]);
-        index.replace_scope(Kind::Service, Some("a"), vec![svc("a", "two")]);
+        index.replace_scope(Kind::Service, "", Some("a"), vec![svc("a", "two")]);
         assert_eq!(index.count(Kind::Service), 2);
-        index.replace_scope(Kind::Service, None, vec![]);
+        index.replace_scope(Kind::Service, "", None, vec![]);
         assert_eq!(index.count(Kind::Service), 0);
         assert_eq!(index.count(Kind::Rollout), 1);
     }

@@ -42,7 +42,13 @@ fn main() {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         )),
-        Command::Serve(args) => serve(args.into_config()),
+        Command::Serve(args) => match args.check() {
+            Ok(()) => serve(args.into_config()),
+            Err(problem) => {
+                eprintln!("error: {problem}");
+                2
+            }
+        },
     };
     // `exit` runs no destructors: flush the log lines still queued first.
     drop(log_writer);

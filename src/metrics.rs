@@ -139,6 +139,13 @@ pub struct RuleLabels {
     pub rule: &'static str,
 }
 
+/// A cluster the kube source reads: `local`, or a remote cluster's name (at most
+/// [`crate::source::clusters::MAX_REMOTE_CLUSTERS`] of them, so the label stays bounded).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: KindLabel,
@@ -188,6 +195,7 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     findings: Family<FindingLabels, Gauge>,
     log_lines_dropped: Counter,
+    cluster_ready: Family<ClusterLabels, Gauge>,
     /// What `log_lines_dropped` last took from the log writer's own count.
     log_lines_dropped_seen: std::sync::atomic::AtomicU64,
 }
@@ -300,6 +308,12 @@ impl Metrics {
             "How long the longest-broken watch has been broken (0 when none is)",
             broken_seconds.clone(),
         );
+        let cluster_ready = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "cluster_ready",
+            "1 when every feed of the cluster (local, or a remote one) has listed and none is broken",
+            cluster_ready.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -345,6 +359,7 @@ impl Metrics {
             stale,
             broken_seconds,
             log_lines_dropped,
+            cluster_ready,
             log_lines_dropped_seen: std::sync::atomic::AtomicU64::new(0),
             tls_expiry,
         }
@@ -452,6 +467,13 @@ impl Metrics {
                 .set(i64::try_from(index.count(kind)).unwrap_or(i64::MAX));
         }
         self.stale.set(i64::from(status.is_stale()));
+        // Clusters come and go with their Secrets: only the ones followed now are reported.
+        self.cluster_ready.clear();
+        for (cluster, ready) in status.clusters() {
+            self.cluster_ready
+                .get_or_create(&ClusterLabels { cluster })
+                .set(i64::from(ready));
+        }
         self.broken_seconds
             .set(status.broken_for().map_or(0.0, |d| d.as_secs_f64()));
         if let Some(dropped) = LOG_DROPS.get() {

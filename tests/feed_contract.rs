@@ -164,6 +164,7 @@ impl Cluster {
                     format!("{kind}/*"),
                     Scope::Kind {
                         kind,
+                        cluster: rollout_guard::model::object::local_cluster(),
                         namespace: None,
                     },
                     index.clone(),

@@ -545,6 +545,53 @@ mod tests {
     }
 
     #[test]
+    fn in_the_istio_primary_a_virtualservice_write_is_judged_against_remote_rollouts() {
+        use crate::index::Lookup;
+        let east: std::sync::Arc<str> = std::sync::Arc::from("east");
+        let remote = |doc: Value| object(doc).in_cluster(&east);
+        let rollout = rollout_doc(host_level(json!({"name": "app-vs", "routes": ["primary"]})));
+        let index = index(vec![
+            remote(rollout),
+            object(vs_route("primary")),
+            service("app-canary", json!({"app": "app"})).in_cluster(&east),
+            service("app-stable", json!({"app": "app"})).in_cluster(&east),
+        ]);
+        let deny = Policy {
+            breaks_severity: BreaksSeverity::Deny,
+            ..Policy::default()
+        };
+        let same = review("UPDATE", vs_route("primary"), Some(vs_route("primary")));
+        let v = run(&deny, &index, &same);
+        assert!(v.allowed && v.warnings.is_empty(), "{:?}", v.warnings);
+        let rename = review("UPDATE", vs_route("main"), Some(vs_route("primary")));
+        let msg = run(&deny, &index, &rename).message.unwrap_or_default();
+        assert!(
+            msg.contains("[breaks-rollout]") && msg.contains("Rollout shop/app (cluster east)"),
+            "{msg}"
+        );
+        // The remote Rollout's Services are its own cluster's: local ones of the same name do
+        // not stand in for them.
+        let Some(crate::model::Object::Rollout(r)) =
+            index.object(&ObjectKey::in_cluster(Kind::Rollout, &east, "shop", "app"))
+        else {
+            panic!("the remote Rollout is indexed under its cluster");
+        };
+        assert!(index.service_of(&r, "app-canary").is_some());
+        let mut local_services = index.clone();
+        for name in ["app-canary", "app-stable"] {
+            local_services.remove(&ObjectKey::in_cluster(Kind::Service, &east, "shop", name));
+            local_services.upsert(service(name, json!({"app": "app"})));
+        }
+        assert!(local_services.service_of(&r, "app-canary").is_none());
+        assert!(crate::index::references_of(&r)
+            .iter()
+            .any(|k| k.kind == Kind::Service && *k.cluster == *"east"));
+        assert!(crate::index::references_of(&r)
+            .iter()
+            .any(|k| k.kind == Kind::VirtualService && k.is_local()));
+    }
+
+    #[test]
     fn the_ratchet_pairs_problems_by_content_not_position() {
         let mut old = rollout_doc(host_level(json!({"name": "app-vs", "routes": ["primary"]})));
         old["spec"]["strategy"]["canary"]["steps"] = json!([{"setWeight": 20}, {"setWeight": 120}]);

@@ -105,7 +105,7 @@ pub(crate) fn rollouts_for(
 ) -> Vec<std::sync::Arc<Rollout>> {
     let mut out = Vec::new();
     for rk in world.rollouts_referencing(key) {
-        let Some(rollout) = world.rollout(&rk.namespace, &rk.name) else {
+        let Some(crate::model::Object::Rollout(rollout)) = world.object(&rk) else {
             continue;
         };
         if rollout.meta.skip {

@@ -97,6 +97,21 @@ fn http_weights_are_restored_with_the_designed_warning() {
 }
 
 #[test]
+fn in_the_istio_primary_weights_are_restored_from_a_remote_clusters_rollout() {
+    let east: std::sync::Arc<str> = std::sync::Arc::from("east");
+    let remote = parse(&rollout(
+        host_canary(json!({"name": "checkout", "routes": ["primary"]})),
+        status(20),
+    ))
+    .in_cluster(&east);
+    let index = Index::from_objects([remote]);
+    let live = vs(json!({"hosts": ["checkout"], "http": [http("primary", 80, 20)]}));
+    let request = vs(json!({"hosts": ["checkout"], "http": [http("primary", 100, 0)]}));
+    let m = assert_restores(Kind::VirtualService, &request, Some(&live), &index, &live);
+    assert_eq!(m.restores, 1, "{:?}", m.warnings);
+}
+
+#[test]
 fn tls_and_tcp_routes_listed_and_unlisted() {
     let tls = |s, c| json!({"match": [{"port": 443, "sniHosts": ["checkout"]}], "route": split("checkout-stable", "checkout-canary", s, c)});
     let tcp = |s, c| json!({"match": [{"port": 3000}], "route": split("checkout-stable", "checkout-canary", s, c)});

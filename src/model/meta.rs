@@ -20,6 +20,10 @@ pub struct Meta {
     /// CD's tracking annotation or instance label, Flux's Kustomization or HelmRelease labels):
     /// two objects of different applications are never written by one sync.
     pub application: Option<String>,
+    /// The cluster the object was read from, for Rollouts and Services of a remote Rollouts
+    /// cluster (`--rollouts-cluster-secrets`); empty for this cluster and for Istio config, of
+    /// which there is one cluster (see [`crate::model::ObjectKey`]).
+    pub cluster: std::sync::Arc<str>,
 }
 
 /// Argo CD's annotation tracking: `<app>:<group>/<kind>:<namespace>/<name>`.
@@ -84,6 +88,7 @@ impl RawMeta {
                 .get(ANNOTATION_SKIP)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             managed_by: annotations.get(ANNOTATION_MANAGED_BY).cloned(),
+            cluster: super::object::local_cluster(),
         }
     }
 }

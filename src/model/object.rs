@@ -71,29 +71,75 @@ impl fmt::Display for Kind {
     }
 }
 
+/// The cluster name of this cluster (empty), shared so that local keys do not allocate for it.
+pub fn local_cluster() -> Arc<str> {
+    static LOCAL: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    LOCAL.get_or_init(|| Arc::from("")).clone()
+}
+
 /// Identity of a cached object.
+///
+/// `cluster` is the Rollouts cluster a Rollout or Service lives in: empty for this cluster,
+/// a remote cluster's name in the Istio primary role (`--rollouts-cluster-secrets`). VirtualServices
+/// and DestinationRules always have an empty cluster: there is one Istio config cluster (this one,
+/// or the primary that `--istio-primary-secrets` finds), and every Rollout resolves them there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
     pub kind: Kind,
     pub namespace: Arc<str>,
     pub name: Arc<str>,
+    pub cluster: Arc<str>,
 }
 
 impl ObjectKey {
+    /// A key in this cluster.
     pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
         ObjectKey {
             kind,
             namespace: Arc::from(namespace),
             name: Arc::from(name),
+            cluster: local_cluster(),
         }
+    }
+
+    /// A key in `cluster` (empty: this cluster).
+    pub fn in_cluster(kind: Kind, cluster: &Arc<str>, namespace: &str, name: &str) -> Self {
+        ObjectKey {
+            cluster: cluster.clone(),
+            ..ObjectKey::new(kind, namespace, name)
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.cluster.is_empty()
     }
 }
 
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)?;
+        if !self.cluster.is_empty() {
+            write!(f, " (cluster {})", self.cluster)?;
+        }
+        Ok(())
     }
 }
+
+/// A view with metadata (for [`Object::in_cluster`]).
+trait HasMeta {
+    fn meta_mut(&mut self) -> &mut Meta;
+}
+
+macro_rules! has_meta {
+    ($($t:ty),*) => {$(
+        impl HasMeta for $t {
+            fn meta_mut(&mut self) -> &mut Meta {
+                &mut self.meta
+            }
+        }
+    )*};
+}
+has_meta!(Rollout, VirtualService, DestinationRule, Service);
 
 /// One parsed object of a known kind.
 #[derive(Debug, Clone)]
@@ -125,7 +171,25 @@ impl Object {
 
     pub fn key(&self) -> ObjectKey {
         let m = self.meta();
-        ObjectKey::new(self.kind(), &m.namespace, &m.name)
+        ObjectKey::in_cluster(self.kind(), &m.cluster, &m.namespace, &m.name)
+    }
+
+    /// The same object, as read from `cluster` (a remote Rollouts cluster's Rollouts and
+    /// Services; see [`ObjectKey`]).
+    pub fn in_cluster(self, cluster: &Arc<str>) -> Object {
+        fn tag<T: Clone + HasMeta>(mut view: Arc<T>, cluster: &Arc<str>) -> Arc<T> {
+            Arc::make_mut(&mut view).meta_mut().cluster = cluster.clone();
+            view
+        }
+        if self.meta().cluster == *cluster {
+            return self;
+        }
+        match self {
+            Object::Rollout(o) => Object::Rollout(tag(o, cluster)),
+            Object::VirtualService(o) => Object::VirtualService(tag(o, cluster)),
+            Object::DestinationRule(o) => Object::DestinationRule(tag(o, cluster)),
+            Object::Service(o) => Object::Service(tag(o, cluster)),
+        }
     }
 
     /// Parses a document (already decoded from YAML or JSON). `Ok(None)` for kinds that are

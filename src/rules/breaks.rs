@@ -71,9 +71,9 @@ fn breaks_rollout(written: &ObjectKey, rollout: &ObjectKey, f: &Finding) -> Find
         written,
         "spec",
         format!(
-            "this {kind} change breaks Rollout {}/{}: [{}] {}: {}; change the Rollout to match (in the same sync is \
+            "this {kind} change breaks {rollout}: [{}] {}: {}; change the Rollout to match (in the same sync is \
              fine), or keep what it uses",
-            rollout.namespace, rollout.name, f.rule, f.path, f.message
+            f.rule, f.path, f.message
         ),
     )
     .with_target(format!("Rollout {}/{} {} {} {}", rollout.namespace, rollout.name, f.rule, f.path, f.target))

@@ -24,7 +24,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
             continue;
         };
         let path = format!("spec.strategy.canary.{field}");
-        let Some(svc) = world.service(ns, name) else {
+        let Some(svc) = world.service_of(rollout, name) else {
             out.push(missing(key, path, Kind::Service, ns, name));
             continue;
         };

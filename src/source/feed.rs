@@ -18,9 +18,11 @@ use std::sync::Arc;
 pub enum Scope {
     /// Every object of every kind (the files source).
     Everything,
-    /// One kind, in one namespace or (`None`) cluster-wide (one watcher).
+    /// One kind of one cluster (see [`ObjectKey`] for what `cluster` means), in one namespace or
+    /// (`None`) cluster-wide (one watcher).
     Kind {
         kind: Kind,
+        cluster: Arc<str>,
         namespace: Option<String>,
     },
 }
@@ -29,24 +31,55 @@ impl Scope {
     fn contains(&self, key: &ObjectKey) -> bool {
         match self {
             Scope::Everything => true,
-            Scope::Kind { kind, namespace } => {
-                key.kind == *kind && namespace.as_deref().is_none_or(|ns| *key.namespace == *ns)
+            Scope::Kind {
+                kind,
+                cluster,
+                namespace,
+            } => {
+                key.kind == *kind
+                    && key.cluster == *cluster
+                    && namespace.as_deref().is_none_or(|ns| *key.namespace == *ns)
             }
         }
     }
 }
 
-/// Counts the feeds that have not listed yet; the last one to list marks the state loaded.
+/// Counts the feeds that have not listed yet; the last one to list marks the state loaded
+/// (unless the feeds are [`Loading::detached`]).
 #[derive(Debug)]
 pub struct Loading {
     unlisted: AtomicUsize,
+    gates_readiness: bool,
 }
 
 impl Loading {
     pub fn new(feeds: usize) -> Arc<Self> {
         Arc::new(Loading {
             unlisted: AtomicUsize::new(feeds),
+            gates_readiness: true,
         })
+    }
+
+    /// Feeds that readiness does not wait for (a remote cluster's, started at run time): until
+    /// they list, they count as broken instead.
+    pub fn detached() -> Arc<Self> {
+        Arc::new(Loading {
+            unlisted: AtomicUsize::new(0),
+            gates_readiness: false,
+        })
+    }
+
+    /// Whether the last of these feeds to list marks the state loaded.
+    pub fn gates_readiness(&self) -> bool {
+        self.gates_readiness
+    }
+
+    /// One of the feeds listed for the first time; the last one marks the state loaded.
+    pub fn mark_listed(&self, status: &SourceStatus) {
+        if self.gates_readiness && self.listed() {
+            status.set_loaded();
+            tracing::info!("state loaded");
+        }
     }
 
     /// Returns true for the call that took the count to zero.
@@ -69,6 +102,8 @@ pub struct FeedWriter {
     listed_once: bool,
     /// Failed since the last list or event (its first failure is logged as a warning).
     broken: bool,
+    /// The cluster the feed reads, as reported (`local`, or a remote cluster's name).
+    cluster: String,
 }
 
 impl FeedWriter {
@@ -80,8 +115,15 @@ impl FeedWriter {
         metrics: Arc<Metrics>,
         loading: Arc<Loading>,
     ) -> Self {
+        let name = name.into();
+        let cluster = super::LOCAL_CLUSTER.to_string();
+        status.add_feed(&cluster, &name);
+        if !loading.gates_readiness {
+            // Not listed yet: the staleness clock runs until it does.
+            status.set_broken(&name);
+        }
         FeedWriter {
-            name: name.into(),
+            name,
             scope,
             index,
             status,
@@ -89,7 +131,16 @@ impl FeedWriter {
             loading,
             listed_once: false,
             broken: false,
+            cluster,
         }
+    }
+
+    /// Reports the feed under `cluster` (`rollout_guard_cluster_ready`) instead of `local`.
+    pub fn reporting_as(mut self, cluster: &str) -> Self {
+        self.status.remove_cluster_feed(&self.cluster, &self.name);
+        self.cluster = cluster.to_string();
+        self.status.add_feed(&self.cluster, &self.name);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -119,13 +170,11 @@ impl FeedWriter {
             replace_scope(index, &self.scope, objects.into_iter().chain(kept));
         });
         self.healthy();
+        self.status.set_listed(&self.cluster, &self.name);
         tracing::info!(feed = %self.name, objects = count, unreadable = unreadable.len(), "listed");
         if !self.listed_once {
             self.listed_once = true;
-            if self.loading.listed() {
-                self.status.set_loaded();
-                tracing::info!("state loaded");
-            }
+            self.loading.mark_listed(&self.status);
         }
     }
 
@@ -168,12 +217,22 @@ impl FeedWriter {
     }
 }
 
+/// A feed that stops (its cluster is no longer followed) is no longer reported nor broken.
+impl Drop for FeedWriter {
+    fn drop(&mut self) {
+        self.status.remove_cluster_feed(&self.cluster, &self.name);
+        self.status.set_healthy(&self.name);
+    }
+}
+
 fn replace_scope(index: &mut Index, scope: &Scope, objects: impl Iterator<Item = Object>) {
     match scope {
         Scope::Everything => *index = Index::from_objects(objects),
-        Scope::Kind { kind, namespace } => {
-            index.replace_scope(*kind, namespace.as_deref(), objects.collect())
-        }
+        Scope::Kind {
+            kind,
+            cluster,
+            namespace,
+        } => index.replace_scope(*kind, cluster, namespace.as_deref(), objects.collect()),
     }
 }
 
@@ -210,6 +269,7 @@ mod tests {
         let loading = Loading::new(1);
         let scope = Scope::Kind {
             kind: Kind::Service,
+            cluster: crate::model::object::local_cluster(),
             namespace: Some("a".into()),
         };
         let mut feed = writer(scope, &index, &loading);

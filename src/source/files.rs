@@ -424,6 +424,7 @@ mod tests {
             namespaces: Vec::new(),
             poll_interval: Duration::from_secs(1),
             relist_deadline: Duration::from_secs(10),
+            multicluster: Default::default(),
         };
         let err = |c: SourceConfig| c.check().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err(config(None)).contains("--manifests DIR"));

@@ -7,11 +7,13 @@
 //! [`KubeLiveRead`] reads objects again from the API server (quorum GETs) so that a cross-object
 //! denial never rests on the watch cache alone.
 
+use super::clusters::Multicluster;
 use super::feed::{FeedWriter, Loading, Scope};
-use super::SourceStatus;
+use super::{SourceStatus, LOCAL_CLUSTER};
 use crate::admission::confirm::LiveRead;
 use crate::index::SharedIndex;
 use crate::metrics::Metrics;
+use crate::model::object::local_cluster;
 use crate::model::{Kind, Object, ObjectKey};
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
@@ -20,21 +22,50 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use std::fmt::Display;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The watched kinds with the API resource each is served as, once discovered.
-pub type Resources = Arc<OnceLock<Vec<(Kind, ApiResource)>>>;
-
 /// The API resource of each kind, as this cluster serves it.
 pub async fn resources(client: &Client) -> anyhow::Result<Vec<(Kind, ApiResource)>> {
-    let rollout = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
-        "rollouts",
-    );
-    let service =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Service"), "services");
+    resources_for(client, &Kind::ALL).await
+}
+
+/// The API resource of each of `kinds`, as this cluster serves it. The Istio group is asked only
+/// when a VirtualService or DestinationRule is wanted (a remote Rollouts cluster need not serve it).
+pub async fn resources_for(
+    client: &Client,
+    kinds: &[Kind],
+) -> anyhow::Result<Vec<(Kind, ApiResource)>> {
+    let mut out = Vec::new();
+    if kinds.contains(&Kind::Rollout) {
+        out.push((
+            Kind::Rollout,
+            ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
+                "rollouts",
+            ),
+        ));
+    }
+    if kinds.contains(&Kind::Service) {
+        out.push((
+            Kind::Service,
+            ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("", "v1", "Service"),
+                "services",
+            ),
+        ));
+    }
+    let istio_kinds: Vec<(Kind, &str)> = [
+        (Kind::VirtualService, "VirtualService"),
+        (Kind::DestinationRule, "DestinationRule"),
+    ]
+    .into_iter()
+    .filter(|(kind, _)| kinds.contains(kind))
+    .collect();
+    if istio_kinds.is_empty() {
+        return Ok(out);
+    }
     let istio = kube::discovery::group(client, "networking.istio.io")
         .await
         .map_err(|e| {
@@ -42,11 +73,7 @@ pub async fn resources(client: &Client) -> anyhow::Result<Vec<(Kind, ApiResource
                 "expected the networking.istio.io API group to be served, found an error: {e}"
             )
         })?;
-    let mut out = vec![(Kind::Rollout, rollout), (Kind::Service, service)];
-    for (kind, name) in [
-        (Kind::VirtualService, "VirtualService"),
-        (Kind::DestinationRule, "DestinationRule"),
-    ] {
+    for (kind, name) in istio_kinds {
         let (ar, _) = istio.recommended_kind(name).ok_or_else(|| {
             anyhow::anyhow!(
                 "expected networking.istio.io to serve {name}, found versions {:?} without it",
@@ -58,83 +85,228 @@ pub async fn resources(client: &Client) -> anyhow::Result<Vec<(Kind, ApiResource
     Ok(out)
 }
 
+/// Where live reads go: for each (cluster in the key, kind), the client of the cluster that
+/// serves it and its API resource. Filled as each cluster's resources are discovered; a cluster
+/// that is no longer followed is taken out.
+#[derive(Default)]
+pub struct LiveClusters {
+    routes: std::sync::Mutex<std::collections::HashMap<LiveRoute, (Client, ApiResource)>>,
+}
+
+/// The cluster in a key, and its kind.
+type LiveRoute = (Arc<str>, Kind);
+
+impl LiveClusters {
+    pub fn register(
+        &self,
+        key_cluster: &Arc<str>,
+        client: &Client,
+        resources: &[(Kind, ApiResource)],
+    ) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for (kind, ar) in resources {
+            routes.insert((key_cluster.clone(), *kind), (client.clone(), ar.clone()));
+        }
+    }
+
+    pub fn unregister(&self, key_cluster: &str, kinds: &[Kind]) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.retain(|(cluster, kind), _| !(**cluster == *key_cluster && kinds.contains(kind)));
+    }
+
+    fn route(&self, key: &ObjectKey) -> Option<(Client, ApiResource)> {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.get(&(key.cluster.clone(), key.kind)).cloned()
+    }
+}
+
+impl std::fmt::Debug for LiveClusters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<String> = routes
+            .keys()
+            .map(|(cluster, kind)| format!("{cluster}/{kind}"))
+            .collect();
+        keys.sort();
+        f.debug_struct("LiveClusters")
+            .field("routes", &keys)
+            .finish()
+    }
+}
+
 /// What the kube source needs besides the index, status and metrics.
 #[derive(Debug, Clone)]
 pub struct KubeOptions {
-    /// `--namespace` (empty: cluster-wide).
+    /// `--namespace` (empty: cluster-wide), in every cluster read.
     pub namespaces: Vec<String>,
     /// `--relist-deadline`: how long a failed feed may go without relisting before it is restarted.
     pub relist_deadline: Duration,
+    /// Which other clusters are read, found through which Secrets.
+    pub multicluster: Multicluster,
 }
 
-/// Runs one watcher per kind and namespace (or cluster-wide) until the process ends. Marks the
-/// status loaded once every watcher has listed. Resource discovery is retried with backoff;
-/// `discovered` is filled once it succeeds (the live reads need it).
-pub async fn run(
-    config: kube::Config,
-    client: Client,
-    index: SharedIndex,
-    status: Arc<SourceStatus>,
-    metrics: Arc<Metrics>,
-    options: KubeOptions,
-    discovered: Resources,
+/// An API server, and how to reach it again (a restarted feed builds a fresh client from
+/// `config`).
+#[derive(Clone)]
+pub struct Connection {
+    pub config: kube::Config,
+    pub client: Client,
+}
+
+/// What every feed of the kube source shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub index: SharedIndex,
+    pub status: Arc<SourceStatus>,
+    pub metrics: Arc<Metrics>,
+    pub options: KubeOptions,
+    pub live: Arc<LiveClusters>,
+}
+
+/// The feeds one connection carries: which kinds, the cluster their keys carry (see
+/// [`ObjectKey`]), and the name they are reported under (`local` or the remote cluster's).
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub kinds: Vec<Kind>,
+    pub key_cluster: Arc<str>,
+    pub label: String,
+}
+
+impl Placement {
+    pub fn local(kinds: &[Kind]) -> Self {
+        Placement {
+            kinds: kinds.to_vec(),
+            key_cluster: local_cluster(),
+            label: LOCAL_CLUSTER.to_string(),
+        }
+    }
+
+    /// A feed's name: `Rollout/*` here, `east: Rollout/*` for another cluster.
+    pub fn feed_name(&self, what: &str) -> String {
+        if self.label == LOCAL_CLUSTER {
+            what.to_string()
+        } else {
+            format!("{}: {what}", self.label)
+        }
+    }
+}
+
+/// Runs the kube source until the process ends: the local cluster's feeds, and in a multicluster
+/// role the follower of the Secrets that name the other clusters (see [`super::clusters`]).
+/// Marks the status loaded once every local feed has listed (and the Secrets, when followed).
+pub async fn run(local: Connection, shared: Shared) {
+    let scopes = shared.options.namespaces.len().max(1);
+    match shared.options.multicluster.clone() {
+        Multicluster::Off => {
+            let loading = Loading::new(Kind::ALL.len() * scopes);
+            run_feeds(local, Placement::local(&Kind::ALL), loading, shared).await;
+        }
+        Multicluster::IstioPrimary { secrets } => {
+            let kinds = [Kind::Rollout, Kind::Service];
+            let loading = Loading::new(kinds.len() * scopes + 1);
+            let feeds = run_feeds(
+                local.clone(),
+                Placement::local(&kinds),
+                loading.clone(),
+                shared.clone(),
+            );
+            let follower = super::clusters::follow_istio_primary(local, secrets, loading, shared);
+            futures::future::join(feeds, follower).await;
+        }
+        Multicluster::RolloutsClusters { secrets, label } => {
+            let loading = Loading::new(Kind::ALL.len() * scopes + 1);
+            let feeds = run_feeds(
+                local.clone(),
+                Placement::local(&Kind::ALL),
+                loading.clone(),
+                shared.clone(),
+            );
+            let follower =
+                super::clusters::follow_rollouts_clusters(local, secrets, label, loading, shared);
+            futures::future::join(feeds, follower).await;
+        }
+    }
+}
+
+/// Runs one watcher per kind of `placement` and namespace (or cluster-wide) on `conn` until
+/// aborted (aborting it stops every watcher: they live in its `JoinSet`). Resource discovery is
+/// retried with backoff; once it succeeds, live reads of these kinds go to `conn`.
+pub async fn run_feeds(
+    conn: Connection,
+    placement: Placement,
+    loading: Arc<Loading>,
+    shared: Shared,
 ) {
+    let status = &shared.status;
+    let deadline = shared.options.relist_deadline;
+    let discovery = placement.feed_name("discovery");
+    status.add_feed(&placement.label, &discovery);
+    if !loading.gates_readiness() {
+        status.set_broken(&discovery);
+    }
     let mut delays = ReconnectBackoff::default();
     let resources = loop {
-        match tokio::time::timeout(options.relist_deadline, resources(&client)).await {
+        match tokio::time::timeout(deadline, resources_for(&conn.client, &placement.kinds)).await {
             Ok(Ok(r)) => break r,
             outcome => {
                 let error = match outcome {
                     Ok(Err(err)) => err.to_string(),
-                    _ => format!("no answer within {:?}", options.relist_deadline),
+                    _ => format!("no answer within {deadline:?}"),
                 };
                 let delay = delays.next().unwrap_or(ReconnectBackoff::MAX);
-                tracing::error!(error = %error, retry_in = ?delay, "cannot discover the watched resources");
-                status.set_broken("discovery");
+                tracing::error!(cluster = %placement.label, error = %error, retry_in = ?delay,
+                    "cannot discover the watched resources");
+                status.set_broken(&discovery);
                 tokio::time::sleep(delay).await;
             }
         }
     };
-    status.set_healthy("discovery");
-    let _ = discovered.set(resources.clone());
-    let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
+    status.set_healthy(&discovery);
+    status.set_listed(&placement.label, &discovery);
+    shared
+        .live
+        .register(&placement.key_cluster, &conn.client, &resources);
+    let scopes: Vec<Option<String>> = if shared.options.namespaces.is_empty() {
         vec![None]
     } else {
-        options.namespaces.iter().cloned().map(Some).collect()
+        shared
+            .options
+            .namespaces
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
     };
-    let loading = Loading::new(resources.len() * scopes.len());
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for (kind, ar) in &resources {
         for namespace in &scopes {
             let scope = Scope::Kind {
                 kind: *kind,
+                cluster: placement.key_cluster.clone(),
                 namespace: namespace.clone(),
             };
             let writer = FeedWriter::new(
-                feed_name(*kind, namespace.as_deref()),
+                placement.feed_name(&feed_name(*kind, namespace.as_deref())),
                 scope,
-                index.clone(),
+                shared.index.clone(),
                 status.clone(),
-                metrics.clone(),
+                shared.metrics.clone(),
                 loading.clone(),
-            );
-            let feed = KubeFeed::new(*kind, writer);
+            )
+            .reporting_as(&placement.label);
+            let feed = KubeFeed::new(*kind, writer).in_cluster(&placement.key_cluster);
             let connect = watch_factory(
-                config.clone(),
-                client.clone(),
+                conn.config.clone(),
+                conn.client.clone(),
                 ar.clone(),
                 namespace.clone(),
             );
-            tasks.push(tokio::spawn(supervise(
-                feed,
-                connect,
-                options.relist_deadline,
-            )));
+            tasks.spawn(supervise(feed, connect, deadline));
         }
     }
-    for task in tasks {
-        if let Err(err) = task.await {
-            tracing::error!(error = %err, "a watcher task ended unexpectedly");
+    while let Some(done) = tasks.join_next().await {
+        if let Err(err) = done {
+            tracing::error!(cluster = %placement.label, error = %err, "a watcher task ended unexpectedly");
         }
     }
 }
@@ -252,6 +424,8 @@ pub enum Observed {
 #[derive(Debug)]
 pub struct KubeFeed {
     kind: Kind,
+    /// The cluster the objects' keys carry (see [`ObjectKey`]).
+    cluster: Arc<str>,
     writer: FeedWriter,
     /// The list in progress: what it brought so far, and the keys it had that cannot be read.
     listing: Option<(Vec<Object>, Vec<ObjectKey>)>,
@@ -261,9 +435,16 @@ impl KubeFeed {
     pub fn new(kind: Kind, writer: FeedWriter) -> Self {
         KubeFeed {
             kind,
+            cluster: local_cluster(),
             writer,
             listing: None,
         }
+    }
+
+    /// Objects of this feed are keyed in `cluster` (a remote Rollouts cluster).
+    pub fn in_cluster(mut self, cluster: &Arc<str>) -> Self {
+        self.cluster = cluster.clone();
+        self
     }
 
     pub fn handle<E: Display>(&mut self, event: Result<Event<DynamicObject>, E>) -> Observed {
@@ -274,10 +455,10 @@ impl KubeFeed {
             }
             Ok(Event::InitApply(o)) => {
                 let (objects, unreadable) = self.listing.get_or_insert_with(Default::default);
-                match read_object(self.kind, &o) {
+                match read_object(self.kind, &o, &self.cluster) {
                     Ok(object) => objects.push(object),
                     Err(err) => {
-                        let key = key_of(self.kind, &o);
+                        let key = key_of(self.kind, &o, &self.cluster);
                         tracing::error!(feed = %self.writer.name(), object = %key, error = %err,
                             "a listed object cannot be read");
                         self.writer.metrics().source_error();
@@ -292,14 +473,16 @@ impl KubeFeed {
                 Observed::Relisted
             }
             Ok(Event::Apply(o)) => {
-                match read_object(self.kind, &o) {
+                match read_object(self.kind, &o, &self.cluster) {
                     Ok(object) => self.writer.applied(object),
-                    Err(err) => self.writer.unreadable(&key_of(self.kind, &o), &err),
+                    Err(err) => self
+                        .writer
+                        .unreadable(&key_of(self.kind, &o, &self.cluster), &err),
                 }
                 Observed::Changed
             }
             Ok(Event::Delete(o)) => {
-                self.writer.deleted(&key_of(self.kind, &o));
+                self.writer.deleted(&key_of(self.kind, &o, &self.cluster));
                 Observed::Changed
             }
             Err(err) => {
@@ -310,19 +493,22 @@ impl KubeFeed {
     }
 }
 
-fn key_of(kind: Kind, o: &DynamicObject) -> ObjectKey {
-    ObjectKey::new(
+fn key_of(kind: Kind, o: &DynamicObject, cluster: &Arc<str>) -> ObjectKey {
+    ObjectKey::in_cluster(
         kind,
+        cluster,
         o.metadata.namespace.as_deref().unwrap_or_default(),
         o.metadata.name.as_deref().unwrap_or_default(),
     )
 }
 
 /// An object from the API server as a cached view, or why it cannot be read.
-fn read_object(kind: Kind, o: &DynamicObject) -> Result<Object, String> {
+fn read_object(kind: Kind, o: &DynamicObject, cluster: &Arc<str>) -> Result<Object, String> {
     let ns = o.metadata.namespace.as_deref().unwrap_or_default();
     let value = serde_json::to_value(o).map_err(|e| format!("cannot serialise it: {e}"))?;
-    Object::parse_kind(kind, &value, ns).map_err(|e| e.to_string())
+    Object::parse_kind(kind, &value, ns)
+        .map(|object| object.in_cluster(cluster))
+        .map_err(|e| e.to_string())
 }
 
 /// Drives a feed from the streams `connect` makes, and keeps it live: from the feed's start, and
@@ -381,13 +567,12 @@ where
     }
 }
 
-/// [`LiveRead`] with the kube client: one quorum GET per key (a GET without `resourceVersion` is
-/// served from etcd, never from the API server's watch cache), all at once, each bounded by
-/// `timeout`.
+/// [`LiveRead`] with the kube clients: one quorum GET per key (a GET without `resourceVersion`
+/// is served from etcd, never from the API server's watch cache), each to the cluster that
+/// serves its kind for its key ([`LiveClusters`]), all at once, each bounded by `timeout`.
 #[derive(Clone)]
 pub struct KubeLiveRead {
-    client: Client,
-    resources: Resources,
+    clusters: Arc<LiveClusters>,
     timeout: Duration,
 }
 
@@ -395,23 +580,17 @@ impl KubeLiveRead {
     /// Bound on each GET; the caller bounds the whole read as well.
     pub const TIMEOUT: Duration = Duration::from_secs(1);
 
-    pub fn new(client: Client, resources: Resources, timeout: Duration) -> Self {
-        KubeLiveRead {
-            client,
-            resources,
-            timeout,
-        }
+    pub fn new(clusters: Arc<LiveClusters>, timeout: Duration) -> Self {
+        KubeLiveRead { clusters, timeout }
     }
 
-    async fn read_one(
-        &self,
-        resources: &[(Kind, ApiResource)],
-        key: &ObjectKey,
-    ) -> Result<(ObjectKey, Option<Object>), String> {
-        let Some((_, ar)) = resources.iter().find(|(kind, _)| *kind == key.kind) else {
-            return Err(format!("{key}: its kind is not served by this cluster"));
+    async fn read_one(&self, key: &ObjectKey) -> Result<(ObjectKey, Option<Object>), String> {
+        let Some((client, ar)) = self.clusters.route(key) else {
+            return Err(format!(
+                "{key}: its kind is not discovered (yet) in the cluster that serves it"
+            ));
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.namespace, ar);
+        let api: Api<DynamicObject> = Api::namespaced_with(client, &key.namespace, &ar);
         let got = match tokio::time::timeout(self.timeout, api.get(&key.name)).await {
             Ok(got) => got,
             Err(_) => {
@@ -422,7 +601,7 @@ impl KubeLiveRead {
             }
         };
         match got {
-            Ok(o) => read_object(key.kind, &o)
+            Ok(o) => read_object(key.kind, &o, &key.cluster)
                 .map(|object| (key.clone(), Some(object)))
                 .map_err(|e| format!("{key}: the API server's version cannot be read: {e}")),
             Err(kube::Error::Api(status)) if status.is_not_found() => Ok((key.clone(), None)),
@@ -434,7 +613,7 @@ impl KubeLiveRead {
 impl std::fmt::Debug for KubeLiveRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubeLiveRead")
-            .field("discovered", &self.resources.get().is_some())
+            .field("clusters", &self.clusters)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -446,11 +625,7 @@ impl LiveRead for KubeLiveRead {
         keys: &'a [ObjectKey],
     ) -> BoxFuture<'a, Result<Vec<(ObjectKey, Option<Object>)>, String>> {
         Box::pin(async move {
-            let Some(resources) = self.resources.get() else {
-                return Err("the watched API resources are not discovered yet".to_string());
-            };
-            futures::future::try_join_all(keys.iter().map(|key| self.read_one(resources, key)))
-                .await
+            futures::future::try_join_all(keys.iter().map(|key| self.read_one(key))).await
         })
     }
 }
@@ -506,6 +681,7 @@ mod tests {
                 feed_name(kind, None),
                 Scope::Kind {
                     kind,
+                    cluster: crate::model::object::local_cluster(),
                     namespace: None,
                 },
                 self.index.clone(),
@@ -819,13 +995,17 @@ mod tests {
     }
 
     fn live(answer: Option<(u16, serde_json::Value)>) -> KubeLiveRead {
-        let resources: Resources = Arc::default();
+        let clusters = Arc::new(LiveClusters::default());
         let service = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("", "v1", "Service"),
             "services",
         );
-        let _ = resources.set(vec![(Kind::Service, service)]);
-        KubeLiveRead::new(client_answering(answer), resources, Duration::from_secs(1))
+        clusters.register(
+            &local_cluster(),
+            &client_answering(answer),
+            &[(Kind::Service, service)],
+        );
+        KubeLiveRead::new(clusters, Duration::from_secs(1))
     }
 
     fn status_body(code: u16, reason: &str) -> serde_json::Value {
@@ -866,16 +1046,20 @@ mod tests {
         let unknown = live(Some((404, status_body(404, "NotFound"))))
             .read(&[ObjectKey::new(Kind::Rollout, "shop", "r")])
             .await;
-        assert!(unknown.is_err_and(|m| m.contains("not served")));
-        let undiscovered = KubeLiveRead::new(
-            client_answering(None),
-            Arc::default(),
-            Duration::from_secs(1),
-        );
+        assert!(unknown.is_err_and(|m| m.contains("not discovered")));
+        let undiscovered = KubeLiveRead::new(Arc::default(), Duration::from_secs(1));
         assert!(undiscovered
             .read(&[key("a")])
             .await
             .is_err_and(|m| m.contains("not discovered")));
+        let remote = ObjectKey::in_cluster(Kind::Service, &Arc::from("east"), "shop", "a");
+        assert!(
+            live(Some((404, status_body(404, "NotFound"))))
+                .read(&[remote])
+                .await
+                .is_err_and(|m| m.contains("(cluster east)")),
+            "a key of another cluster is never read from this one"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,11 +6,12 @@
 //!
 //! [`LiveRead`]: crate::admission::confirm::LiveRead
 
+pub mod clusters;
 pub mod feed;
 pub mod files;
 pub mod kube;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,14 +22,26 @@ pub struct SourceStatus {
     loaded: AtomicBool,
     /// Since when each broken feed (a watcher, a folder) has been failing.
     broken_since: Mutex<HashMap<String, Instant>>,
+    /// The feeds of each cluster (`local`, or a remote cluster's name) and which have listed.
+    clusters: Mutex<BTreeMap<String, ClusterFeeds>>,
     stale_after: Duration,
 }
+
+#[derive(Debug, Default)]
+struct ClusterFeeds {
+    feeds: BTreeSet<String>,
+    listed: BTreeSet<String>,
+}
+
+/// The name the local cluster is reported under (`rollout_guard_cluster_ready{cluster="local"}`).
+pub const LOCAL_CLUSTER: &str = "local";
 
 impl SourceStatus {
     pub fn new(stale_after: Duration) -> Self {
         SourceStatus {
             loaded: AtomicBool::new(false),
             broken_since: Mutex::new(HashMap::new()),
+            clusters: Mutex::new(BTreeMap::new()),
             stale_after,
         }
     }
@@ -54,6 +67,64 @@ impl SourceStatus {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(feed);
+    }
+
+    /// A feed of `cluster` exists (it counts against the cluster's readiness until it lists).
+    pub fn add_feed(&self, cluster: &str, feed: &str) {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = clusters.entry(cluster.to_string()).or_default();
+        entry.feeds.insert(feed.to_string());
+    }
+
+    /// A feed is reported under another cluster now.
+    pub fn remove_cluster_feed(&self, cluster: &str, feed: &str) {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = clusters.get_mut(cluster) {
+            entry.feeds.remove(feed);
+            entry.listed.remove(feed);
+            if entry.feeds.is_empty() {
+                clusters.remove(cluster);
+            }
+        }
+    }
+
+    /// A feed of `cluster` completed a list.
+    pub fn set_listed(&self, cluster: &str, feed: &str) {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = clusters.get_mut(cluster) {
+            entry.listed.insert(feed.to_string());
+        }
+    }
+
+    /// A cluster is no longer followed: its feeds neither count as broken nor are reported.
+    pub fn remove_cluster(&self, cluster: &str) {
+        let removed = self
+            .clusters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(cluster);
+        if let Some(removed) = removed {
+            let mut since = self.broken_since.lock().unwrap_or_else(|p| p.into_inner());
+            for feed in removed.feeds {
+                since.remove(&feed);
+            }
+        }
+    }
+
+    /// Each followed cluster and whether it is ready: every feed listed, none broken now.
+    pub fn clusters(&self) -> Vec<(String, bool)> {
+        let clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        let since = self.broken_since.lock().unwrap_or_else(|p| p.into_inner());
+        clusters
+            .iter()
+            .map(|(name, c)| {
+                let ready = c
+                    .feeds
+                    .iter()
+                    .all(|f| c.listed.contains(f) && !since.contains_key(f));
+                (name.clone(), ready)
+            })
+            .collect()
     }
 
     /// How long the longest-broken feed has been broken, if any is.
@@ -91,11 +162,19 @@ pub struct SourceConfig {
     /// `--relist-deadline` (kube source): a feed that failed and has not relisted within this
     /// is restarted with a fresh watcher.
     pub relist_deadline: Duration,
+    /// The kube source's multicluster role (`--istio-primary-secrets`,
+    /// `--rollouts-cluster-secrets`).
+    pub multicluster: clusters::Multicluster,
 }
 
 impl SourceConfig {
     /// Problems that can be found before anything is bound or started.
     pub fn check(&self) -> anyhow::Result<()> {
+        if self.kind == SourceKind::Files && self.multicluster != clusters::Multicluster::Off {
+            anyhow::bail!(
+                "--istio-primary-secrets and --rollouts-cluster-secrets need --source kube, found --source files"
+            );
+        }
         if self.kind == SourceKind::Files {
             let Some(dir) = &self.manifests else {
                 anyhow::bail!("--source files needs --manifests DIR");
@@ -156,25 +235,24 @@ pub async fn start(
             let kube_config = ::kube::Config::infer().await.map_err(|e| no_client(&e))?;
             let client =
                 ::kube::Client::try_from(kube_config.clone()).map_err(|e| no_client(&e))?;
-            let discovered = kube::Resources::default();
-            let live = kube::KubeLiveRead::new(
-                client.clone(),
-                discovered.clone(),
-                kube::KubeLiveRead::TIMEOUT,
-            );
-            let options = kube::KubeOptions {
-                namespaces: config.namespaces.clone(),
-                relist_deadline: config.relist_deadline,
-            };
-            let task = tokio::spawn(kube::run(
-                kube_config,
-                client.clone(),
+            let live_clusters = std::sync::Arc::new(kube::LiveClusters::default());
+            let live = kube::KubeLiveRead::new(live_clusters.clone(), kube::KubeLiveRead::TIMEOUT);
+            let shared = kube::Shared {
                 index,
                 status,
                 metrics,
-                options,
-                discovered,
-            ));
+                options: kube::KubeOptions {
+                    namespaces: config.namespaces.clone(),
+                    relist_deadline: config.relist_deadline,
+                    multicluster: config.multicluster.clone(),
+                },
+                live: live_clusters,
+            };
+            let local = kube::Connection {
+                config: kube_config,
+                client: client.clone(),
+            };
+            let task = tokio::spawn(kube::run(local, shared));
             Ok(Started {
                 task,
                 live: Some(std::sync::Arc::new(live)),
@@ -199,6 +277,23 @@ mod tests {
         assert!(s.is_stale(), "services is still broken");
         s.set_healthy("services");
         assert!(!s.is_stale());
+        let clusters = SourceStatus::new(Duration::from_secs(60));
+        clusters.add_feed("east", "east: Rollout/*");
+        clusters.add_feed(LOCAL_CLUSTER, "Rollout/*");
+        assert_eq!(
+            clusters.clusters(),
+            [("east".to_string(), false), ("local".to_string(), false)]
+        );
+        clusters.set_listed("east", "east: Rollout/*");
+        assert_eq!(clusters.clusters()[0], ("east".to_string(), true));
+        clusters.set_broken("east: Rollout/*");
+        assert_eq!(clusters.clusters()[0], ("east".to_string(), false));
+        clusters.remove_cluster("east");
+        assert!(
+            clusters.broken_for().is_none(),
+            "a removed cluster is not broken"
+        );
+        assert_eq!(clusters.clusters(), [("local".to_string(), false)]);
         let slow = SourceStatus::new(Duration::from_secs(60));
         slow.set_broken("rollouts");
         assert!(!slow.is_stale() && slow.broken_for().is_some());
