@@ -223,6 +223,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Downloaded first: `go list -m -f '{{.Dir}}'` prints nothing for a module not in the module cache
+# (nothing else downloads these two; a clean machine failed here).
+(cd tests/e2e/tools/crds && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download github.com/cert-manager/cert-manager \
+  github.com/prometheus-operator/prometheus-operator) || die "cannot download the cert-manager and prometheus-operator modules"
 CM=$(cd tests/e2e/tools/crds && GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager) \
   && PO=$(cd tests/e2e/tools/crds && GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -m -f '{{.Dir}}' github.com/prometheus-operator/prometheus-operator) \
   || die "cannot find the cert-manager and prometheus-operator modules (go list -m in tests/e2e/tools/crds)"

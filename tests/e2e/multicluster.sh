@@ -263,7 +263,8 @@ YAML
 base_rbac "$KP"
 kp apply -f "$MC/primary/secrets-role.yaml" >/dev/null || die "cannot apply $MC/primary/secrets-role.yaml (P)"
 
-AR=$(cd tests/e2e/tools && GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts) \
+AR=$(cd tests/e2e/tools && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download github.com/argoproj/argo-rollouts \
+  && GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts) \
   && [ -d "$AR/manifests/crds" ] || die "cannot find the argo-rollouts module's manifests (go list -m in tests/e2e/tools)"
 # The Rollout CRD in P too, though no Rollout lives there: G_P watches the local cluster's four kinds
 # besides the remote ones, and its readiness waits for the local feeds; without the CRD its local
