@@ -47,6 +47,9 @@
 #   E2E_MULTI_CASES="b c"       run only these cases ((a) always runs)
 #   E2E_MULTI_RETURN_BOUND      case (f): seconds from R's API server being ready again until G_P's
 #                               cluster_ready{cluster="east"} is 1 and state_stale 0 (default 30)
+#   E2E_MULTI_ISTIO_CRDS_IN_R=1 also install Istio's CRDs in R (the controller does not need them;
+#                               G_R reads VirtualServices and DestinationRules in R while it has no
+#                               primary Secret, case (e))
 #
 # Prints one line per check ("note - ..." lines record what was observed and count for nothing) and
 # "N passed, N failed"; exits non-zero on a failure. Working files and logs: .e2e-multi/
@@ -59,6 +62,7 @@ W=$ROOT/.e2e-multi
 T=${E2E_MULTI_TIMEOUT:-90}
 CASES=${E2E_MULTI_CASES:-}
 RETURN_BOUND=${E2E_MULTI_RETURN_BOUND:-30}
+ISTIO_CRDS_IN_R=${E2E_MULTI_ISTIO_CRDS_IN_R:-0}
 STALE_AFTER=2
 CONTROLLER=system:serviceaccount:argo-rollouts:argo-rollouts
 PRIMARY_WRITER=system:serviceaccount:argo-rollouts:argo-rollouts-istio-primary
@@ -281,6 +285,10 @@ for crd in rollouts.argoproj.io experiments.argoproj.io analysisruns.argoproj.io
   clusteranalysistemplates.argoproj.io; do
   poll "$T" crd_established "$KR" "$crd" || die "CRD $crd not established in R after ${T}s"
 done
+if [ "$ISTIO_CRDS_IN_R" = 1 ]; then  # not needed by the controller; a variant (see the header)
+  for f in tests/e2e/crds-upstream/istio-*.yaml; do kr apply --server-side -f "$f" >/dev/null || die "cannot install $f (R)"; done
+  poll "$T" crd_established "$KR" virtualservices.networking.istio.io || die "Istio's CRDs not established in R"
+fi
 kr create namespace argo-rollouts >/dev/null || die "cannot create namespace argo-rollouts (R)"
 for f in base/argo-rollouts-sa.yaml base/argo-rollouts-config.yaml base/argo-rollouts-notification-secret.yaml \
   role/argo-rollouts-clusterrole.yaml cluster-install/argo-rollouts-clusterrolebinding.yaml; do
@@ -612,7 +620,7 @@ if want c; then
   if ! grep -q 'its http routes are \["primary"\]' "$W/out/last"; then
     fail "(c) the refusal does not list P's routes ([\"primary\"])"; indent "$W/out/last"
   else
-    ok "(c) ... the refusal lists the routes P's VirtualService has ([\"primary\"]): $(grep -o 'denied the request: .*' "$W/out/last" | cut -c1-200)"
+    ok "(c) ... the refusal lists the routes P's VirtualService has ([\"primary\"]): $(grep -o '\[http-route-not-found\].*' "$W/out/last" | head -1 | cut -c1-300)"
   fi
   expect_ok "(c) the Rollout naming route \"primary\" is accepted by G_R" "" kr apply -f <(rollout_yaml pay primary)
   eventually "(c) ... and the controller makes it Healthy, P's VirtualService pay at 100/0" "Healthy step=2 weights=100 0" ro_state pay
@@ -624,7 +632,7 @@ if want d; then
   poll "$T" gp_caught_up || fail "(d) G_P's index is not caught up: $(index_line "$GP_ADMIN")"
   expect_fail "(d) renaming P's managed route primary to main (Argo CD application mesh; the Rollout in R belongs to shop) is refused by G_P: breaks-rollout naming the Rollout" \
     'breaks-rollout.*Rollout shop/checkout' gitops_write kubectl-csa main mesh
-  note "(d) G_P's denial: $(grep -o 'denied the request: .*' "$W/out/last" | head -1 | cut -c1-300)"
+  note "(d) G_P's denial: $(grep -o '\[breaks-rollout\].*' "$W/out/last" | head -1 | cut -c1-400)"
   expect_ok "(d) the same rename without the application marker (maybe half of a coordinated change) is allowed with a breaks-rollout warning (server-side dry run)" \
     'Warning: .*breaks-rollout' gitops_write dry-run main -
   eventually "(d) ... nothing changed: the canary still at 80/20 on route primary" "primary:80 20" \
@@ -642,7 +650,7 @@ if want e; then
   else
     fail "(e) after deleting the primary Secret: $(index_line "$GR_ADMIN")"
   fi
-  note "(e) meanwhile G_R (no Istio CRD in R): $(index_line "$GR_ADMIN"); /readyz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GR_ADMIN/readyz")"
+  note "(e) meanwhile G_R ($( [ "$ISTIO_CRDS_IN_R" = 1 ] && echo "Istio CRDs in R" || echo "no Istio CRD in R")): $(index_line "$GR_ADMIN"); /readyz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GR_ADMIN/readyz")"
   kr apply --dry-run=server -f <(rollout_yaml pay2 primry) >"$W/out/last" 2>&1; rc=$?
   note "(e) meanwhile a new Rollout naming route primry (server-side dry run): exit $rc: $(grep -v '^rollout.argoproj.io' "$W/out/last" | tr '\n' ' ' | cut -c1-300)"
   create_primary_secret || fail "(e) cannot create the primary Secret again"
@@ -725,6 +733,8 @@ if want f; then
 fi
 
 # --- summary -----------------------------------------------------------------------------------------
+note "G_R at the end: $(index_line "$GR_ADMIN")"
+note "G_P at the end: $(index_line "$GP_ADMIN")"
 for pid in "$GP_PID" "$GR_PID"; do
   kill -0 "$pid" 2>/dev/null || fail "rollout-guard (pid $pid) exited during the run; see $W/guard-*.log"
 done
