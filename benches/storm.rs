@@ -4,10 +4,13 @@
 //! index, in one run. The rate is the same for both ways of sharing, so that they are compared
 //! under the same load.
 //!
-//! Three ways of sharing the index are measured side by side:
+//! Four ways of sharing the index are measured side by side:
 //! - `quiet`: snapshots, no writer (the baseline);
 //! - `snapshot`: `SharedIndex` (what `serve` uses): each decision takes an immutable snapshot,
-//!   the writer publishes a new version per event; neither waits for the other;
+//!   the writer publishes a new version per event; neither waits for the other; replaced
+//!   versions are freed by the writer once no decision holds them;
+//! - `reader-freed`: the same snapshots in a plain `ArcSwap`, where whoever drops a replaced
+//!   version last frees it (often a decision);
 //! - `rwlock`: the design it replaced, a `std::sync::RwLock<Index>` whose read guard is held for
 //!   the whole decision while the writer takes the write lock per event.
 //!
@@ -110,8 +113,8 @@ fn main() {
         objects.len()
     ));
     section.line("");
-    section.line("| request | quiet p50 / p99 | snapshot storm p50 / p99 (ratio of p99) | rwlock storm p50 / p99 (ratio of p99) | events/s snapshot / rwlock |");
-    section.line("|---|---|---|---|---|");
+    section.line("| request | quiet p50 / p99 | snapshot storm p50 / p99 (ratio of p99) | reader-freed storm p50 / p99 (ratio of p99) | rwlock storm p50 / p99 (ratio of p99) | events/s snapshot / reader-freed / rwlock |");
+    section.line("|---|---|---|---|---|---|");
     let mut worst_ratio: f64 = 0.0;
     let mut slowest_locked_writer = f64::INFINITY;
 
@@ -142,6 +145,22 @@ fn main() {
         let snapshot = timed(calls, || decide_on(&shared.snapshot()));
         let snapshot_rate = storm.finish();
 
+        // The same snapshots without the writers' retirement of replaced versions: whoever drops
+        // a version last frees it, often a decision (what SharedIndex did before).
+        let plain = Arc::new(arc_swap::ArcSwap::from_pointee(Index::from_objects(
+            objects.iter().cloned(),
+        )));
+        let writer_objects = objects.clone();
+        let writer = plain.clone();
+        let storm = Storm::start(move |i| {
+            let o = writer_objects[i as usize % writer_objects.len()].clone();
+            let mut next = Index::clone(&writer.load());
+            next.upsert(o);
+            writer.store(Arc::new(next));
+        });
+        let reader_freed = timed(calls, || decide_on(&plain.load_full()));
+        let reader_freed_rate = storm.finish();
+
         let locked = Arc::new(RwLock::new(Index::from_objects(objects.iter().cloned())));
         let writer_objects = objects.clone();
         let writer = locked.clone();
@@ -159,23 +178,31 @@ fn main() {
         worst_ratio = worst_ratio.max(ratio(&snapshot));
         slowest_locked_writer = slowest_locked_writer.min(rwlock_rate);
         section.line(format!(
-            "| {} | {} / {} µs | {} / {} µs ({:.2}) | {} / {} µs ({:.2}) | {:.0} / {:.0} |",
+            "| {} | {} / {} µs | {} / {} µs ({:.2}) | {} / {} µs ({:.2}) | {} / {} µs ({:.2}) | {:.0} / {:.0} / {:.0} |",
             case.name,
             micros(quiet.quantile(0.5)),
             micros(quiet.quantile(0.99)),
             micros(snapshot.quantile(0.5)),
             micros(snapshot.quantile(0.99)),
             ratio(&snapshot),
+            micros(reader_freed.quantile(0.5)),
+            micros(reader_freed.quantile(0.99)),
+            ratio(&reader_freed),
             micros(rwlock.quantile(0.5)),
             micros(rwlock.quantile(0.99)),
             ratio(&rwlock),
             snapshot_rate,
+            reader_freed_rate,
             rwlock_rate,
         ));
         section.figure(format!("{}_quiet_p99_ns", case.name), quiet.quantile(0.99));
         section.figure(
             format!("{}_snapshot_p99_ns", case.name),
             snapshot.quantile(0.99),
+        );
+        section.figure(
+            format!("{}_reader_freed_p99_ns", case.name),
+            reader_freed.quantile(0.99),
         );
         section.figure(
             format!("{}_rwlock_p99_ns", case.name),

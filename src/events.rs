@@ -24,6 +24,8 @@ pub const REPORTING_CONTROLLER: &str = "rollout-guard";
 pub const REASON_RESTORED: &str = "FieldsRestored";
 /// rollout-guard refused a write.
 pub const REASON_DENIED: &str = "Denied";
+/// An allowed write that breaks a live Rollout (`breaks-rollout` at warn).
+pub const REASON_BREAKS: &str = "BreaksRollout";
 /// Events waiting to be published; more are dropped (and counted), never waited for.
 pub const QUEUE: usize = 256;
 /// Events one object may cause at once ...
@@ -147,6 +149,22 @@ pub fn draft(h: &Happening) -> Draft {
                 rules.join(", ")
             ),
         ),
+        What::Breaks { warnings } => {
+            let warnings: Vec<&str> = warnings
+                .iter()
+                .map(|w| w.strip_prefix("rollout-guard: ").unwrap_or(w))
+                .collect();
+            (
+                true,
+                REASON_BREAKS,
+                "Warn",
+                format!(
+                    "{} by {who} allowed, but it breaks a live Rollout: {}",
+                    h.operation,
+                    warnings.join("; ")
+                ),
+            )
+        }
     };
     Draft {
         regarding,
@@ -287,6 +305,7 @@ fn reason_of(h: &Happening) -> &'static str {
     match h.what {
         What::Restored { .. } => REASON_RESTORED,
         What::Denied { .. } => REASON_DENIED,
+        What::Breaks { .. } => REASON_BREAKS,
     }
 }
 
@@ -447,6 +466,46 @@ mod tests {
             (e.type_, e.action.as_str()),
             (EventType::Normal, "RestoreFields")
         );
+    }
+
+    #[test]
+    fn an_allowed_write_that_breaks_a_live_rollout_is_a_warning_event() {
+        let renamed = |route: &str| {
+            let mut doc = vs(80, 20);
+            doc["spec"]["http"][0]["name"] = json!(route);
+            doc
+        };
+        let request = |dry_run: bool| {
+            json!({"uid": "u3", "kind": {"group": "networking.istio.io", "version": "v1beta1", "kind": "VirtualService"},
+                "namespace": "shop", "name": "checkout", "operation": "UPDATE", "dryRun": dry_run,
+                "userInfo": {"username": "alice"}, "object": renamed("main"), "oldObject": vs(80, 20)})
+        };
+        let o = outcome(Webhook::Validate, request(false));
+        let d = draft(
+            o.happening
+                .as_ref()
+                .expect("a breaking write calls for an Event"),
+        );
+        assert_eq!(
+            (d.reason, d.warning, d.action),
+            (REASON_BREAKS, true, "Warn")
+        );
+        assert_eq!(d.regarding.uid.as_deref(), Some("vs-uid-1"));
+        assert!(
+            d.note
+                .starts_with("UPDATE by alice allowed, but it breaks a live Rollout: ")
+                && d.note.contains("[breaks-rollout]")
+                && d.note.contains("Rollout shop/checkout"),
+            "{}",
+            d.note
+        );
+        assert!(outcome(Webhook::Validate, request(true))
+            .happening
+            .is_none());
+        let unchanged = json!({"uid": "u4", "kind": {"group": "networking.istio.io", "version": "v1beta1", "kind": "VirtualService"},
+            "namespace": "shop", "name": "checkout", "operation": "UPDATE",
+            "userInfo": {"username": "alice"}, "object": vs(80, 20), "oldObject": vs(80, 20)});
+        assert!(outcome(Webhook::Validate, unchanged).happening.is_none());
     }
 
     #[test]

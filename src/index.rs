@@ -291,20 +291,43 @@ impl<L: Lookup + ?Sized> Lookup for Overlay<'_, L> {
 /// decide on it for as long as they like; writers build the next version from the current one and
 /// publish it. Writers are serialised among themselves by a mutex that no reader ever touches, so
 /// no request waits for a watch event and no watch event waits for a request.
+///
+/// A replaced snapshot is not freed by whoever lets go of it last: the writers keep it until no
+/// reader holds it and free it themselves, so that under a storm of watch events the work of
+/// freeing old versions (the map nodes each event copied) stays off the request path.
 #[derive(Debug, Clone, Default)]
 pub struct SharedIndex(Arc<Published>);
 
 #[derive(Debug, Default)]
 struct Published {
     current: ArcSwap<Index>,
-    writers: Mutex<()>,
+    writers: Mutex<Retired>,
+}
+
+/// Replaced snapshots that readers may still hold, oldest first.
+#[derive(Debug, Default)]
+struct Retired(std::collections::VecDeque<Arc<Index>>);
+
+impl Retired {
+    /// Past this many, the oldest is let go even if a reader still holds it (then that reader
+    /// frees it): a reader that holds a snapshot for long does not make the writers hoard.
+    const MAX: usize = 64;
+
+    /// Keeps `old` until no reader holds it; frees, here, the ones no reader holds any more.
+    fn retire(&mut self, old: Arc<Index>) {
+        self.0.push_back(old);
+        self.0.retain(|snapshot| Arc::strong_count(snapshot) > 1);
+        while self.0.len() > Self::MAX {
+            self.0.pop_front();
+        }
+    }
 }
 
 impl SharedIndex {
     pub fn new(index: Index) -> Self {
         SharedIndex(Arc::new(Published {
             current: ArcSwap::from_pointee(index),
-            writers: Mutex::new(()),
+            writers: Mutex::new(Retired::default()),
         }))
     }
 
@@ -315,24 +338,35 @@ impl SharedIndex {
 
     /// Applies one change and publishes the result as the new snapshot.
     pub fn update<R>(&self, change: impl FnOnce(&mut Index) -> R) -> R {
-        let _writer = self
+        let mut retired = self
             .0
             .writers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut next = Index::clone(&self.0.current.load());
         let result = change(&mut next);
-        self.0.current.store(Arc::new(next));
+        retired.retire(self.0.current.swap(Arc::new(next)));
         result
     }
 
     pub fn replace(&self, index: Index) {
-        let _writer = self
+        let mut retired = self
             .0
             .writers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.0.current.store(Arc::new(index));
+        retired.retire(self.0.current.swap(Arc::new(index)));
+    }
+
+    /// Replaced snapshots still kept for readers (tests).
+    #[cfg(test)]
+    fn retired(&self) -> usize {
+        self.0
+            .writers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0
+            .len()
     }
 }
 
@@ -352,6 +386,30 @@ mod tests {
             "spec": {"strategy": {"canary": {"canaryService": "c", "stableService": "s",
                 "trafficRouting": {"istio": {"virtualService": {"name": vs}}}}}}
         }))
+    }
+
+    #[test]
+    fn replaced_snapshots_are_kept_while_read_and_freed_by_the_writer() {
+        let shared = SharedIndex::default();
+        let held = shared.snapshot();
+        shared.update(|i| i.upsert(rollout("vs1")));
+        assert_eq!(shared.retired(), 1, "a reader holds the replaced snapshot");
+        assert!(held.is_empty() && shared.snapshot().len() == 1);
+        drop(held);
+        assert_eq!(Arc::strong_count(&shared.0.writers.lock().unwrap().0[0]), 1);
+        shared.update(|i| i.upsert(rollout("vs2")));
+        assert_eq!(shared.retired(), 0, "no reader: both freed by the writer");
+        let readers: Vec<Arc<Index>> = (0..Retired::MAX + 5)
+            .map(|_| {
+                let s = shared.snapshot();
+                shared.update(|i| i.upsert(rollout("vs3")));
+                s
+            })
+            .collect();
+        assert_eq!(shared.retired(), Retired::MAX, "bounded");
+        drop(readers);
+        shared.update(|i| i.upsert(rollout("vs4")));
+        assert_eq!(shared.retired(), 0);
     }
 
     #[test]

@@ -175,6 +175,9 @@ pub enum What {
         rules: Vec<&'static str>,
         message: String,
     },
+    /// The write was allowed but breaks a live Rollout (`breaks-rollout` at warn): the warnings,
+    /// which the writer may never read (a GitOps tool), so the Rollout's owners see an Event.
+    Breaks { warnings: Vec<String> },
 }
 
 /// The HTTP answer: status code, body and what happened.
@@ -193,6 +196,8 @@ pub struct Notes {
     pub restores: usize,
     /// What each restore kept (for the Event; the warnings may be cut short).
     pub kept: Vec<String>,
+    /// The `breaks-rollout` warnings of an allowed write (for the Event).
+    pub breaking: Vec<String>,
     pub exempt: bool,
     pub skipped: bool,
     /// What the decision could not do as usual (each also a warning): `old-object-unreadable`,
@@ -342,6 +347,9 @@ fn happening(
         },
         _ if !notes.kept.is_empty() => What::Restored {
             kept: notes.kept.clone(),
+        },
+        _ if !notes.breaking.is_empty() => What::Breaks {
+            warnings: notes.breaking.clone(),
         },
         _ => return None,
     };

@@ -263,7 +263,11 @@ pub fn verdict(object: &Object, j: Judgement, policy: &Policy) -> (Verdict, Note
             }
             Mode::Warn => {
                 for f in &deny {
-                    verdict.warnings.push(warning("would deny", f));
+                    let text = warning("would deny", f);
+                    if f.rule == RuleId::BreaksRollout {
+                        notes.breaking.push(text.clone());
+                    }
+                    verdict.warnings.push(text);
                 }
             }
         }
@@ -273,7 +277,11 @@ pub fn verdict(object: &Object, j: Judgement, policy: &Policy) -> (Verdict, Note
         if f.scope() == Scope::Input && f.severity == Severity::Deny {
             continue;
         }
-        verdict.warnings.push(warning("warning", f));
+        let text = warning("warning", f);
+        if f.rule == RuleId::BreaksRollout {
+            notes.breaking.push(text.clone());
+        }
+        verdict.warnings.push(text);
     }
     (verdict, notes)
 }

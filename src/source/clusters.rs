@@ -291,19 +291,25 @@ fn secret_watch(
 /// Feeds that run on another connection, and what they were started for.
 struct Running<T> {
     wanted: T,
-    label: String,
+    placement: Placement,
     task: Option<JoinHandle<()>>,
 }
 
 impl<T> Running<T> {
-    /// Stops the feeds and waits until they are gone (their registrations with them).
+    /// Stops the feeds and waits until they are gone: the watchers' registrations go with them,
+    /// the discovery's (not a watcher) is taken out here, and another cluster's altogether.
     async fn stop(self, shared: &Shared) {
         if let Some(task) = self.task {
             task.abort();
             let _ = task.await;
         }
-        if self.label != LOCAL_CLUSTER {
-            shared.status.remove_cluster(&self.label);
+        let discovery = self.placement.feed_name("discovery");
+        shared
+            .status
+            .remove_cluster_feed(&self.placement.label, &discovery);
+        shared.status.set_healthy(&discovery);
+        if self.placement.label != LOCAL_CLUSTER {
+            shared.status.remove_cluster(&self.placement.label);
         }
     }
 }
@@ -355,9 +361,19 @@ pub async fn follow_istio_primary(
                 }
             });
         }
-        let (connection, label) = match &wanted {
-            None => (Ok(local.clone()), LOCAL_CLUSTER.to_string()),
-            Some(choice) => (connect(&choice.kubeconfig).await, choice.cluster.clone()),
+        let (connection, placement) = match &wanted {
+            // Here: named apart from this cluster's Rollout and Service feeds.
+            None => (
+                Ok(local.clone()),
+                Placement {
+                    prefix: "istio: ".to_string(),
+                    ..Placement::local(&ISTIO_KINDS)
+                },
+            ),
+            Some(choice) => (
+                connect(&choice.kubeconfig).await,
+                Placement::remote(&ISTIO_KINDS, local_cluster(), &choice.cluster),
+            ),
         };
         let task = match connection {
             Ok(conn) => {
@@ -369,20 +385,15 @@ pub async fn follow_istio_primary(
                     ),
                     None => {}
                 }
-                let placement = Placement {
-                    kinds: ISTIO_KINDS.to_vec(),
-                    key_cluster: local_cluster(),
-                    label: label.clone(),
-                };
                 Some(tokio::spawn(run_feeds(
                     conn,
-                    placement,
+                    placement.clone(),
                     Loading::detached(),
                     shared.clone(),
                 )))
             }
             Err(problem) => {
-                tracing::error!(cluster = %label, problem = %problem,
+                tracing::error!(cluster = %placement.label, problem = %problem,
                     "cannot connect to the Istio primary; VirtualServices and DestinationRules are not read");
                 shared.metrics.source_error();
                 shared.status.set_broken(problem_feed);
@@ -391,7 +402,7 @@ pub async fn follow_istio_primary(
         };
         current = Some(Running {
             wanted,
-            label,
+            placement,
             task,
         });
     }
@@ -443,17 +454,13 @@ pub async fn follow_rollouts_clusters(
             if running.contains_key(&name) {
                 continue;
             }
+            let placement = Placement::remote(&ROLLOUT_KINDS, Arc::from(name.as_str()), &name);
             let task = match connect(&remote.kubeconfig).await {
                 Ok(conn) => {
                     tracing::info!(cluster = %name, secret = %remote.secret, "reading Rollouts and Services in a remote cluster");
-                    let placement = Placement {
-                        kinds: ROLLOUT_KINDS.to_vec(),
-                        key_cluster: Arc::from(name.as_str()),
-                        label: name.clone(),
-                    };
                     Some(tokio::spawn(run_feeds(
                         conn,
-                        placement,
+                        placement.clone(),
                         Loading::detached(),
                         shared.clone(),
                     )))
@@ -463,17 +470,17 @@ pub async fn follow_rollouts_clusters(
                         "cannot connect to a remote cluster");
                     shared.metrics.source_error();
                     // Reported as not ready, and stale after --stale-after, until its Secret changes.
-                    let feed = format!("{name}: connection");
+                    let feed = placement.feed_name("connection");
                     shared.status.add_feed(&name, &feed);
                     shared.status.set_broken(&feed);
                     None
                 }
             };
             running.insert(
-                name.clone(),
+                name,
                 Running {
                     wanted: remote,
-                    label: name,
+                    placement,
                     task,
                 },
             );

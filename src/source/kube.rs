@@ -85,6 +85,21 @@ pub async fn resources_for(
     Ok(out)
 }
 
+/// Whether the cluster serves `argoproj.io/v1alpha1` `rollouts` (its Argo Rollouts CRD).
+async fn rollouts_served(client: &Client, deadline: Duration) -> Result<bool, String> {
+    let asked = tokio::time::timeout(
+        deadline,
+        client.list_api_group_resources("argoproj.io/v1alpha1"),
+    )
+    .await
+    .map_err(|_| format!("no answer within {deadline:?}"))?;
+    match asked {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == "rollouts")),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
 /// Where live reads go: for each (cluster in the key, kind), the client of the cluster that
 /// serves it and its API resource. Filled as each cluster's resources are discovered; a cluster
 /// that is no longer followed is taken out.
@@ -164,12 +179,17 @@ pub struct Shared {
 }
 
 /// The feeds one connection carries: which kinds, the cluster their keys carry (see
-/// [`ObjectKey`]), and the name they are reported under (`local` or the remote cluster's).
+/// [`ObjectKey`]), the name they are reported under (`local` or the remote cluster's), and what
+/// their feed names start with (so that two sets of feeds on one cluster never share a name).
 #[derive(Debug, Clone)]
 pub struct Placement {
     pub kinds: Vec<Kind>,
     pub key_cluster: Arc<str>,
     pub label: String,
+    pub prefix: String,
+    /// Rollouts are read only if the cluster serves them (an Istio primary need not run Argo
+    /// Rollouts); without this a missing Rollout CRD is a broken feed.
+    pub rollouts_optional: bool,
 }
 
 impl Placement {
@@ -178,16 +198,25 @@ impl Placement {
             kinds: kinds.to_vec(),
             key_cluster: local_cluster(),
             label: LOCAL_CLUSTER.to_string(),
+            prefix: String::new(),
+            rollouts_optional: false,
+        }
+    }
+
+    /// Feeds of another cluster, reported under `label`, their names prefixed with it.
+    pub fn remote(kinds: &[Kind], key_cluster: Arc<str>, label: &str) -> Self {
+        Placement {
+            kinds: kinds.to_vec(),
+            key_cluster,
+            label: label.to_string(),
+            prefix: format!("{label}: "),
+            rollouts_optional: false,
         }
     }
 
     /// A feed's name: `Rollout/*` here, `east: Rollout/*` for another cluster.
     pub fn feed_name(&self, what: &str) -> String {
-        if self.label == LOCAL_CLUSTER {
-            what.to_string()
-        } else {
-            format!("{}: {what}", self.label)
-        }
+        format!("{}{what}", self.prefix)
     }
 }
 
@@ -217,7 +246,10 @@ pub async fn run(local: Connection, shared: Shared) {
             let loading = Loading::new(Kind::ALL.len() * scopes + 1);
             let feeds = run_feeds(
                 local.clone(),
-                Placement::local(&Kind::ALL),
+                Placement {
+                    rollouts_optional: true,
+                    ..Placement::local(&Kind::ALL)
+                },
                 loading.clone(),
                 shared.clone(),
             );
@@ -244,9 +276,28 @@ pub async fn run_feeds(
     if !loading.gates_readiness() {
         status.set_broken(&discovery);
     }
+    let mut kinds = placement.kinds.clone();
+    if placement.rollouts_optional && kinds.contains(&Kind::Rollout) {
+        match rollouts_served(&conn.client, deadline).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(cluster = %placement.label,
+                    "argoproj.io/v1alpha1 Rollouts are not served here: no Rollouts are read in this cluster");
+                kinds.retain(|k| *k != Kind::Rollout);
+                for _ in 0..shared.options.namespaces.len().max(1) {
+                    loading.mark_listed(status);
+                }
+            }
+            Err(error) => {
+                // Unknown: watch them; a broken feed says more than a guess.
+                tracing::warn!(cluster = %placement.label, error = %error,
+                    "cannot tell whether Rollouts are served; watching them");
+            }
+        }
+    }
     let mut delays = ReconnectBackoff::default();
     let resources = loop {
-        match tokio::time::timeout(deadline, resources_for(&conn.client, &placement.kinds)).await {
+        match tokio::time::timeout(deadline, resources_for(&conn.client, &kinds)).await {
             Ok(Ok(r)) => break r,
             outcome => {
                 let error = match outcome {

@@ -3,7 +3,8 @@
 # denials, and `explain` of a live canary, on its own Rollout `evt` in namespace `ev`.
 EV=ev
 ev_render() {  # ev_render FILE ROUTE [TIMEOUT]: tests/e2e/manifests/FILE as evt in namespace ev
-  render "$1" "$2" "${3:-10s}" | sed -e "s/checkout/evt/g" -e "s/namespace: shop/namespace: $EV/"
+  sed -e "s/ROUTE/$2/g" -e "s/TIMEOUT/${3:-10s}/g" -e "s/TRAFFIC_POLICY//" "$M/$1" \
+    | sed -e "s/checkout/evt/g" -e "s/namespace: shop/namespace: $EV/"
 }
 # ev_events KIND NAME REASON: "uid|count|instance|note" of each Event rollout-guard wrote on KIND ev/NAME.
 ev_events() {
@@ -89,6 +90,17 @@ else
   else
     fail "(events) no Denied Event on Rollout $EV/evt-bad within ${T}s"
   fi
+  # An allowed write that breaks the live Rollout (its route renamed, the Rollout not): a warning
+  # to the writer, and a BreaksRollout Warning Event for the Rollout's owners. Then Git's version again.
+  ev_render vs-git.yaml renamed 31s >"$W/ev/vs-renamed.yaml"
+  expect_ok "(events) a GitOps write renaming the Rollout's route is allowed, with a breaks-rollout warning" \
+    "breaks-rollout" as_gitops apply -f "$W/ev/vs-renamed.yaml"
+  if poll "$T" ev_has VirtualService evt BreaksRollout "breaks Rollout $EV/evt"; then
+    ok "(events) ... and a BreaksRollout Event on VirtualService $EV/evt names the Rollout it breaks"
+  else
+    fail "(events) no BreaksRollout Event on VirtualService $EV/evt within ${T}s; found: $(ev_events VirtualService evt BreaksRollout)"
+  fi
+  as_gitops apply -f "$W/ev/vs.yaml" >/dev/null || fail "(events) cannot apply Git's VirtualService back"
   created=$(metric 'rollout_guard_events_total{reason="FieldsRestored",result="created"}')
   repeated=$(metric 'rollout_guard_events_total{reason="FieldsRestored",result="repeated"}')
   if [ "${created:-0}" -ge 1 ] && [ "${repeated:-0}" -ge 1 ]; then
