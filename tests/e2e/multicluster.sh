@@ -4,8 +4,8 @@
 # --run-dir, one run dir each), the real Argo Rollouts controller v1.9.1 and its kubectl plugin, the
 # upstream CRDs, and two `rollout-guard serve --source kube` processes registered by URL.
 #
-#   P  the Istio primary: Istio's VirtualService and DestinationRule CRDs (and the Rollout CRD, see
-#      below), the VirtualServices, and
+#   P  the Istio primary: Istio's VirtualService and DestinationRule CRDs (no Argo Rollouts CRD),
+#      the VirtualServices, and
 #      the ServiceAccount argo-rollouts/argo-rollouts-istio-primary with the ClusterRole Argo
 #      Rollouts' docs give it ("Multicluster Setup": get/list/watch/update/patch VirtualServices and
 #      DestinationRules). rollout-guard G_P runs here with --rollouts-cluster-secrets rollout-guard:
@@ -50,6 +50,7 @@
 #   E2E_MULTI_ISTIO_CRDS_IN_R=1 also install Istio's CRDs in R (the controller does not need them;
 #                               G_R reads VirtualServices and DestinationRules in R while it has no
 #                               primary Secret, case (e))
+#   E2E_MULTI_ROLLOUT_CRD_IN_P=1 also install Argo Rollouts' Rollout CRD in P (P has no Rollout either way)
 #
 # Prints one line per check ("note - ..." lines record what was observed and count for nothing) and
 # "N passed, N failed"; exits non-zero on a failure. Working files and logs: .e2e-multi/
@@ -63,6 +64,7 @@ T=${E2E_MULTI_TIMEOUT:-90}
 CASES=${E2E_MULTI_CASES:-}
 RETURN_BOUND=${E2E_MULTI_RETURN_BOUND:-30}
 ISTIO_CRDS_IN_R=${E2E_MULTI_ISTIO_CRDS_IN_R:-0}
+ROLLOUT_CRD_IN_P=${E2E_MULTI_ROLLOUT_CRD_IN_P:-0}
 STALE_AFTER=2
 CONTROLLER=system:serviceaccount:argo-rollouts:argo-rollouts
 PRIMARY_WRITER=system:serviceaccount:argo-rollouts:argo-rollouts-istio-primary
@@ -270,11 +272,12 @@ kp apply -f "$MC/primary/secrets-role.yaml" >/dev/null || die "cannot apply $MC/
 AR=$(cd tests/e2e/tools && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download github.com/argoproj/argo-rollouts \
   && GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -m -f '{{.Dir}}' github.com/argoproj/argo-rollouts) \
   && [ -d "$AR/manifests/crds" ] || die "cannot find the argo-rollouts module's manifests (go list -m in tests/e2e/tools)"
-# The Rollout CRD in P too, though no Rollout lives there: G_P watches the local cluster's four kinds
-# besides the remote ones, and its readiness waits for the local feeds; without the CRD its local
-# Rollout feed fails (404) and is restarted every --relist-deadline, and G_P never becomes ready.
-kp apply --server-side -f "$AR/manifests/crds/rollout-crd.yaml" >/dev/null || die "cannot install the Rollout CRD (P)"
-poll "$T" crd_established "$KP" rollouts.argoproj.io || die "CRD rollouts.argoproj.io not established in P after ${T}s"
+# P is a pure Istio primary: no Argo Rollouts CRD (rollout-guard before main 40a504b never became
+# ready there: its local Rollout feed failed with 404 and was restarted every --relist-deadline).
+if [ "$ROLLOUT_CRD_IN_P" = 1 ]; then
+  kp apply --server-side -f "$AR/manifests/crds/rollout-crd.yaml" >/dev/null || die "cannot install the Rollout CRD (P)"
+  poll "$T" crd_established "$KP" rollouts.argoproj.io || die "CRD rollouts.argoproj.io not established in P after ${T}s"
+fi
 
 # R: Argo Rollouts' CRDs, ServiceAccount, config and RBAC (manifests/base, role, cluster-install),
 # rollout-guard with the Rollouts-cluster Role and the remote reader.
@@ -470,8 +473,8 @@ start_gp() {  # G_P: the primary's rollout-guard, as its ServiceAccount in P
     --listen "127.0.0.1:$GP_PORT" --admin-listen "127.0.0.1:$GP_ADMIN" \
     --tls-cert "$W/certs/tls.crt" --tls-key "$W/certs/tls.key" --request-log all >>"$W/guard-p.log" 2>&1 &
   GP_PID=$!
-  poll "$T" curl -sf "http://127.0.0.1:$GP_ADMIN/readyz" || { tail -n 20 "$W/guard-p.log" >&2; die "G_P not ready after ${T}s; see $W/guard-p.log"; }
 }
+gp_ready() { curl -sf "http://127.0.0.1:$GP_ADMIN/readyz"; }
 start_gr() {  # G_R: the Rollouts cluster's rollout-guard, as its ServiceAccount in R
   KUBECONFIG=$W/guard-r.kubeconfig RUST_LOG=${RUST_LOG:-info} "$BIN" serve --source kube \
     --istio-primary-secrets argo-rollouts \
@@ -488,7 +491,18 @@ index_p() { metric_p "rollout_guard_index_objects{kind=\"$1\"}"; }
 index_r() { metric_r "rollout_guard_index_objects{kind=\"$1\"}"; }
 count() { "$1" get "$2" -A --no-headers 2>/dev/null | wc -l | tr -d ' '; }
 start_gp
+# Bounded by 30 s: three --relist-deadline restarts of a feed that cannot list.
+if poll 30 gp_ready; then
+  ok "(a) G_P ready (/readyz 200) in P$( [ "$ROLLOUT_CRD_IN_P" = 1 ] && echo ", Rollout CRD installed" || echo ", which has no Rollout CRD (a pure Istio primary)")"
+elif [ "$ROLLOUT_CRD_IN_P" = 1 ]; then
+  tail -n 20 "$W/guard-p.log" >&2; die "G_P not ready after 30 s; see $W/guard-p.log"
+else
+  fail "(a) G_P ready in P, which has no Rollout CRD (a pure Istio primary): /readyz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GP_ADMIN/readyz") after 30 s; its log: $(grep -m1 -o 'cannot tell whether Rollouts are served.*' "$W/guard-p.log" | cut -c1-200); $(grep -c 'feed restarted feed=Rollout/\*' "$W/guard-p.log") restarts of feed Rollout/*. The Rollout CRD is installed in P for the other cases"
+  kp apply --server-side -f "$AR/manifests/crds/rollout-crd.yaml" >/dev/null || die "cannot install the Rollout CRD (P)"
+  poll "$T" gp_ready || { tail -n 20 "$W/guard-p.log" >&2; die "G_P not ready ${T}s after the Rollout CRD was installed in P; see $W/guard-p.log"; }
+fi
 start_gr
+ok "(a) G_R ready (/readyz 200) in R$( [ "$ISTIO_CRDS_IN_R" = 1 ] && echo ", Istio CRDs installed" || echo ", which has no Istio CRD")"
 # Caught up: each index holds what the clusters hold (G_P: P's VirtualServices and R's Rollouts;
 # G_R: R's Rollouts and P's VirtualServices), and every cluster is ready.
 gp_caught_up() {
