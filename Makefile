@@ -19,7 +19,7 @@ fmt:
 	$(CARGO) fmt --all
 
 # End to end at both ends of the supported range (README.md, "Tests"): 1.20 and 1.34.
-e2e: e2e-1.20 e2e-real e2e-chart
+e2e: e2e-1.20 e2e-real e2e-chart e2e-multi
 
 # The oldest supported server: etcd and kube-apiserver 1.20 on 127.0.0.1 (built once from
 # Debian's sources and cached, about 7 minutes the first time), both webhooks registered by URL,
@@ -46,6 +46,15 @@ e2e-tools:
 e2e-chart: e2e-tools
 	$(CARGO) build
 	tests/e2e/chart.sh
+
+# Argo Rollouts' Istio multicluster setup on two kube-apiserver v1.34.1 control planes side by side:
+# the real controller in the Rollouts cluster writing the primary's VirtualServices through the
+# primary-cluster Secret, one rollout-guard in each cluster (--istio-primary-secrets,
+# --rollouts-cluster-secrets). Same tools as e2e-real. See tests/e2e/README.md.
+.PHONY: e2e-multi
+e2e-multi: e2e-tools
+	$(CARGO) build
+	tests/e2e/multicluster.sh
 
 lint-fixtures: build
 	./target/release/rollout-guard lint tests/fixtures/argo-rollouts || true

@@ -4,10 +4,13 @@
 # (scripts/kube-up.sh --version 1.34; no kubelet, no controllers):
 #
 #   (a) helm lint, for the default values and for each certificate mode with every option on
-#   (b) the chart renders the objects of manifests/ (tests/e2e/chart/manifests-values.yaml)
+#   (b) the chart renders the objects of manifests/ (tests/e2e/chart/manifests-values.yaml), and
+#       with multicluster.role=rollouts|primary those of manifests/ with the kustomize Component
+#       manifests/multicluster/rollouts-cluster|primary (kubectl kustomize); role none changes nothing
 #   (c) rendering rules: matchConditions from .Capabilities.KubeVersion, no caBundle in self
-#       mode, caBundle from the value in provided mode, clear errors for bad values
-#   (d) helm template for each certificate mode, validated by the API server
+#       mode, caBundle from the value in provided mode, clear errors for bad values, each
+#       multicluster role's entries, flags and Secret RBAC
+#   (d) helm template for each certificate mode and each multicluster role, validated by the API server
 #       (kubectl apply --dry-run=server), with cert-manager's and prometheus-operator's CRDs
 #   (e) helm install (self mode, monitoring on, webhooks by URL) and the chart's RBAC as the
 #       chart's ServiceAccount sees it
@@ -100,6 +103,30 @@ for mode in provided cert-manager; do
       --set certificates.mode=$mode | python3 tests/e2e/chart/compare-manifests.py '$ROOT' $extra"
 done
 
+# multicluster.role rollouts / primary: the chart renders manifests/ with the kustomize Component
+# manifests/multicluster/<role> (kubectl kustomize of an overlay of both, compared as data).
+kustomized() {  # kustomized COMPONENT: kubectl kustomize of manifests/ with that Component
+  local dir=$W/overlay-${1//\//-}
+  mkdir -p "$dir"
+  printf 'resources: [../../manifests]\ncomponents: [../../manifests/%s]\n' "$1" >"$dir/kustomization.yaml"
+  kubectl kustomize "$dir"
+}
+for role in rollouts primary; do
+  component=multicluster/$([ $role = rollouts ] && echo rollouts-cluster || echo primary)
+  if kustomized "$component" >"$W/rendered/kustomize-$role.yaml" 2>"$W/out/last"; then
+    check "(b) manifests/ + manifests/$component equal the chart (multicluster.role=$role, matchConditions on)" \
+      bash -c "'$HELM' template rollout-guard '$CHART' -n '$NS' -f tests/e2e/chart/manifests-values.yaml \
+        --set certificates.mode=provided --set multicluster.role=$role --set webhooks.matchConditions=true \
+        | python3 tests/e2e/chart/compare-manifests.py '$ROOT' --expected '$W/rendered/kustomize-$role.yaml'"
+  else
+    fail "(b) kubectl kustomize of manifests/ with manifests/$component failed"; indent "$W/out/last"
+  fi
+done
+check "(b) multicluster.role=none (the default) renders exactly what no multicluster value does" \
+  bash -c "diff <('$HELM' template rollout-guard '$CHART' -n '$NS' --kube-version 1.34.1) \
+    <('$HELM' template rollout-guard '$CHART' -n '$NS' --kube-version 1.34.1 --set multicluster.role=none \
+      --set multicluster.secretNamespace=x --set multicluster.primaryWriter=y --set multicluster.remoteReader.create=false)"
+
 # --- (c) rendering rules ----------------------------------------------------------------------
 count_in() { grep -c -- "$1" || true; }
 mc_134=$(render self | count_in 'matchConditions:')
@@ -121,6 +148,39 @@ check "(c) self mode renders no caBundle, no Secret volume, and the self flags" 
 check "(c) provided mode renders the caBundle value into all 7 entries" \
   bash -c "'$HELM' template x '$CHART' -n '$NS' --set certificates.mode=provided --set certificates.caBundle=Q0E= \
     | grep -c 'caBundle: Q0E=' | grep -qx 7"
+# multicluster: which entries, which flags, which RBAC each role renders.
+entries_of() { python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d["kind"].endswith("WebhookConfiguration"):
+        print(d["kind"][0] + ":" + ",".join(w["name"].split(".")[0] for w in d["webhooks"]))'; }
+roles_ok() {
+  local r p pa all
+  r=$(render self --set multicluster.role=rollouts | entries_of | sort | tr '\n' ' ')
+  p=$(render self --set multicluster.role=primary | entries_of | sort | tr '\n' ' ')
+  [ "$r" = "M:services V:rollouts,services " ] || { echo "role rollouts entries: $r"; return 1; }
+  [ "$p" = "M:virtualservices,destinationrules V:virtualservices,destinationrules " ] || { echo "role primary entries: $p"; return 1; }
+  render self --set multicluster.role=rollouts | grep -A1 -- '- --istio-primary-secrets' | grep -qx '            - argo-rollouts' \
+    || { echo "role rollouts: no --istio-primary-secrets argo-rollouts"; return 1; }
+  render self --set multicluster.role=primary | grep -A1 -- '- --rollouts-cluster-secrets' | grep -qx '            - rollout-guard' \
+    || { echo "role primary: no --rollouts-cluster-secrets rollout-guard"; return 1; }
+  render self --set multicluster.role=primary | grep -q -- '--primary-writer' && { echo "default primaryWriter spelled out"; return 1; }
+  pa=$(render self --set multicluster.role=primary --set multicluster.primaryWriter=system:serviceaccount:mesh:writer)
+  grep -A1 -- '- --primary-writer' <<<"$pa" | grep -q 'system:serviceaccount:mesh:writer' || { echo "no --primary-writer"; return 1; }
+  [ "$(grep -c "'system:serviceaccount:mesh:writer'\])" <<<"$pa")" = 4 ] || { echo "primaryWriter not in the 4 matchConditions"; return 1; }
+  all=$(render self --set multicluster.role=primary --set multicluster.secretNamespace=all)
+  grep -q 'name: rollout-guard-cluster-secrets' <<<"$all" && [ "$(grep -c '^kind: Cluster\(Role\|RoleBinding\)$' <<<"$all")" = 4 ] \
+    || { echo "secretNamespace=all: expected a ClusterRole and ClusterRoleBinding for Secrets"; return 1; }
+  [ "$(render self --set multicluster.role=rollouts --set multicluster.remoteReader.create=false | grep -c remote-reader)" = 0 ] \
+    || { echo "remoteReader.create=false still renders it"; return 1; }
+}
+check "(c) multicluster roles: rollouts renders the Rollouts and Services entries and --istio-primary-secrets, primary the VirtualService and DestinationRule entries, --rollouts-cluster-secrets and primaryWriter in the matchConditions; secretNamespace=all a ClusterRole" roles_ok
+bad_role=$(helm template x "$CHART" --set multicluster.role=east 2>&1)
+if [[ $bad_role == *'multicluster.role: expected none, rollouts or primary, found "east"'* ]]; then
+  ok "(c) a bad multicluster.role is refused with what was expected"
+else
+  fail "(c) bad multicluster.role: $(echo "$bad_role" | tail -1)"
+fi
 bad_mode=$(helm template x "$CHART" --set certificates.mode=vault 2>&1)
 bad_fp=$(helm template x "$CHART" --set webhooks.validating.failurePolicy.rollouts=null 2>&1)
 if [[ $bad_mode == *'certificates.mode: expected cert-manager, self or provided, found "vault"'* ]] \
@@ -145,8 +205,12 @@ render self --set logFormat=json --set mode=warn --set referenceSeverity=warn --
   --set argoRolloutsVersion=1.9 --set 'watchNamespaces={shop,pay}' --set 'exemptUsers={a,b}' \
   --set 'exemptGroups={g}' | args_of >"$W/rendered/args-self"
 render provided | args_of >"$W/rendered/args-provided"
-check "(c) the Deployment's arguments are accepted by the binary (self mode with every serve value; provided)" \
-  bash -c "$(declare -f accepts); BIN='$BIN'; accepts '$W/rendered/args-self' && accepts '$W/rendered/args-provided'"
+render provided --set multicluster.role=rollouts | args_of >"$W/rendered/args-rollouts"
+render provided --set multicluster.role=primary --set multicluster.primaryWriter=system:serviceaccount:mesh:writer \
+  | args_of >"$W/rendered/args-primary"
+check "(c) the Deployment's arguments are accepted by the binary (self mode with every serve value; provided; both multicluster roles)" \
+  bash -c "$(declare -f accepts); BIN='$BIN'; accepts '$W/rendered/args-self' && accepts '$W/rendered/args-provided' \
+    && accepts '$W/rendered/args-rollouts' && accepts '$W/rendered/args-primary'"
 
 # --- the control plane --------------------------------------------------------------------------
 export ROLLOUT_GUARD_KUBE_RUN=$W/kube
@@ -159,6 +223,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Downloaded first: `go list -m -f '{{.Dir}}'` prints nothing for a module not in the module cache
+# (nothing else downloads these two; a clean machine failed here).
+(cd tests/e2e/tools/crds && GOFLAGS=-mod=mod GOTOOLCHAIN=local go mod download github.com/cert-manager/cert-manager \
+  github.com/prometheus-operator/prometheus-operator) || die "cannot download the cert-manager and prometheus-operator modules"
 CM=$(cd tests/e2e/tools/crds && GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager) \
   && PO=$(cd tests/e2e/tools/crds && GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -m -f '{{.Dir}}' github.com/prometheus-operator/prometheus-operator) \
   || die "cannot find the cert-manager and prometheus-operator modules (go list -m in tests/e2e/tools/crds)"
@@ -173,7 +241,8 @@ for crd in certificates.cert-manager.io issuers.cert-manager.io servicemonitors.
   prometheusrules.monitoring.coreos.com virtualservices.networking.istio.io; do
   poll "$T" crd_established "$crd" || die "CRD $crd not established after ${T}s"
 done
-kubectl create namespace "$NS" >/dev/null && kubectl create namespace shop >/dev/null || die "cannot create the namespaces"
+kubectl create namespace "$NS" >/dev/null && kubectl create namespace shop >/dev/null \
+  && kubectl create namespace argo-rollouts >/dev/null || die "cannot create the namespaces"
 
 # --- (d) every mode validated by the API server -----------------------------------------------
 for mode in "${MODES[@]}"; do
@@ -181,6 +250,12 @@ for mode in "${MODES[@]}"; do
   kinds=$(grep '^kind:' "$W/rendered/$mode.yaml" | sort | uniq -c | awk '{printf "%s%s %s", sep, $1, $3; sep=", "}')
   check "(d) certificates.mode=$mode: kubectl apply --dry-run=server accepts all of it ($kinds)" \
     kubectl apply --dry-run=server -f "$W/rendered/$mode.yaml"
+done
+for role in rollouts primary; do
+  render self --set multicluster.role=$role >"$W/rendered/self-$role.yaml"
+  kinds=$(grep '^kind:' "$W/rendered/self-$role.yaml" | sort | uniq -c | awk '{printf "%s%s %s", sep, $1, $3; sep=", "}')
+  check "(d) multicluster.role=$role (self mode): kubectl apply --dry-run=server accepts all of it ($kinds)" \
+    kubectl apply --dry-run=server -f "$W/rendered/self-$role.yaml"
 done
 render self --set hostNetwork=true --set replicas=3 --set podDisruptionBudget.enabled=false \
   --set 'webhooks.objectSelector.matchLabels.team=a' --set webhooks.validating.failurePolicy.services=Fail \

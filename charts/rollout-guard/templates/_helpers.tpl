@@ -103,7 +103,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   # The exempt identities never reach the webhook, so an outage cannot block the controller.
   matchConditions:
     - name: not-an-exempt-user
-      expression: {{ printf "!(request.userInfo.username in %s)" (include "rollout-guard.celList" $root.Values.exemptUsers) | quote }}
+      expression: {{ printf "!(request.userInfo.username in %s)" (include "rollout-guard.celList" (include "rollout-guard.exemptUsers" $root | fromJsonArray)) | quote }}
     {{- with $root.Values.exemptGroups }}
     - name: not-in-an-exempt-group
       expression: {{ printf "!request.userInfo.groups.exists(g, g in %s)" (include "rollout-guard.celList" .) | quote }}
@@ -133,4 +133,49 @@ annotations:
   # cainjector fills every entry's caBundle from this Certificate's CA.
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "rollout-guard.fullname" . }}
 {{- end -}}
+{{- end -}}
+
+{{/* multicluster.role, checked: none, rollouts or primary. */}}
+{{- define "rollout-guard.multiclusterRole" -}}
+{{- $role := .Values.multicluster.role | default "none" -}}
+{{- if not (has $role (list "none" "rollouts" "primary")) -}}
+{{- fail (printf "multicluster.role: expected none, rollouts or primary, found %q" $role) -}}
+{{- end -}}
+{{- $role -}}
+{{- end -}}
+
+{{/* Where the multicluster Secrets are read: a namespace or "all". */}}
+{{- define "rollout-guard.secretNamespace" -}}
+{{- $role := include "rollout-guard.multiclusterRole" . -}}
+{{- if .Values.multicluster.secretNamespace -}}
+{{- .Values.multicluster.secretNamespace -}}
+{{- else if eq $role "rollouts" -}}
+argo-rollouts
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether a webhook entry for KIND (plural) is rendered: every kind in one cluster; in the
+     Rollouts cluster only Rollouts and Services (VirtualServices and DestinationRules live in the
+     primary), in the primary only VirtualServices and DestinationRules. Argument: dict root, kind. */}}
+{{- define "rollout-guard.webhookKind" -}}
+{{- $role := include "rollout-guard.multiclusterRole" .root -}}
+{{- if eq $role "rollouts" -}}
+{{- if has .kind (list "rollouts" "services") }}true{{ end -}}
+{{- else if eq $role "primary" -}}
+{{- if has .kind (list "virtualservices" "destinationrules") }}true{{ end -}}
+{{- else -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The users the matchConditions keep away from the webhook: exemptUsers, and in the primary the
+     remote controllers' identity (serve exempts it: --primary-writer). */}}
+{{- define "rollout-guard.exemptUsers" -}}
+{{- $users := .Values.exemptUsers -}}
+{{- if and (eq (include "rollout-guard.multiclusterRole" .) "primary") .Values.multicluster.primaryWriter -}}
+{{- $users = append $users .Values.multicluster.primaryWriter | uniq -}}
+{{- end -}}
+{{- toJson $users -}}
 {{- end -}}

@@ -1,11 +1,13 @@
 """Checks that `helm template` of charts/rollout-guard (stdin) holds the objects of manifests/.
 
-  helm template ... | python3 compare-manifests.py ROOT [--cert-manager]
+  helm template ... | python3 compare-manifests.py ROOT [--cert-manager | --expected FILE]
 
 Objects are compared as data (comments and key order do not count), after dropping the labels
 only Helm releases carry (instance, version, managed-by, helm.sh/chart). With --cert-manager the
 expected set is manifests/ plus the kustomize Component manifests/cert-manager (its objects and
-its inject-ca-from annotations). Prints each difference and exits 1 on any."""
+its inject-ca-from annotations). With --expected FILE it is the objects in FILE (the output of
+`kubectl kustomize` of an overlay, e.g. manifests/ with a manifests/multicluster Component).
+Prints each difference and exits 1 on any."""
 import json, os, sys
 
 import yaml
@@ -55,12 +57,17 @@ def load(path):
 
 
 def main():
-    root, with_cm = sys.argv[1], "--cert-manager" in sys.argv[2:]
+    root, args = sys.argv[1], sys.argv[2:]
+    with_cm = "--cert-manager" in args
     mdir = os.path.join(root, "manifests")
     expected = {}
-    for name in load(os.path.join(mdir, "kustomization.yaml"))[0]["resources"]:
-        for obj in load(os.path.join(mdir, name)):
+    if "--expected" in args:
+        for obj in load(args[args.index("--expected") + 1]):
             expected[key(obj)] = obj
+    else:
+        for name in load(os.path.join(mdir, "kustomization.yaml"))[0]["resources"]:
+            for obj in load(os.path.join(mdir, name)):
+                expected[key(obj)] = obj
     if with_cm:
         comp = load(os.path.join(mdir, "cert-manager", "kustomization.yaml"))[0]
         for name in comp["resources"]:
@@ -71,13 +78,14 @@ def main():
             target = expected[key(patch)]
             target["metadata"].setdefault("annotations", {}).update(patch["metadata"]["annotations"])
     rendered = {key(o): o for o in yaml.safe_load_all(sys.stdin) if o}
+    source = args[args.index("--expected") + 1] if "--expected" in args else "manifests/"
 
     problems = []
     for k in sorted(set(expected) | set(rendered), key=str):
         if k not in rendered:
-            problems.append(f"{k}: in manifests/, not rendered by the chart")
+            problems.append(f"{k}: in {source}, not rendered by the chart")
         elif k not in expected:
-            problems.append(f"{k}: rendered by the chart, not in manifests/")
+            problems.append(f"{k}: rendered by the chart, not in {source}")
         else:
             a, b = strip(expected[k]), strip(rendered[k])
             if a != b:
