@@ -8,57 +8,9 @@
 #       does: a server-side dry-run apply, so the webhooks run) shows no difference, so the
 #       application is in sync. Control: without rollout-guard the same diff shows Git's 100/0.
 
-# app_manifests DIR ROLLOUT VS ROUTE APP: an app's objects as Git has them (one file per object).
-app_manifests() {
-  local dir=$1 ro=$2 vs=$3 route=$4 app=$5
-  mkdir -p "$dir"
-  cat >"$dir/services.yaml" <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: $app-canary, namespace: shop}
-spec: {selector: {app: $app}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: $app-stable, namespace: shop}
-spec: {selector: {app: $app}, ports: [{port: 80, targetPort: 8080}]}
-EOF
-  cat >"$dir/virtualservice.yaml" <<EOF
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: $vs, namespace: shop}
-spec:
-  hosts: [$app]
-  http:
-  - name: $route
-    route:
-    - destination: {host: $app-stable}
-      weight: 100
-    - destination: {host: $app-canary}
-      weight: 0
-EOF
-  cat >"$dir/rollout.yaml" <<EOF
-apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata: {name: $ro, namespace: shop}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: $app}}
-  template:
-    metadata: {labels: {app: $app}}
-    spec: {containers: [{name: $app, image: nginx:1.25}]}
-  strategy:
-    canary:
-      canaryService: $app-canary
-      stableService: $app-stable
-      trafficRouting: {istio: {virtualService: {name: $vs, routes: [$route]}}}
-      steps: [{setWeight: 20}, {pause: {}}]
-EOF
-}
-
 argocd_case() {
   local d=$W/git/argocd ro=argo-web vs=argo-web app=argoweb
-  app_manifests "$d" "$ro" "$vs" primary "$app"
+  route_app "$d" "$ro" "$vs" primary "$app"  # real.sh (7)
   sync() { "$TB/gitops-sync" --kubeconfig "$W/gitops.kubeconfig" --namespace shop --server-side "$d" >"$W/out/last" 2>"$W/out/last.err"; }
   # The diff compares what the sync applied: the files plus the mark gitops-sync adds.
   git_diff() {
