@@ -288,6 +288,16 @@ fn secret_watch(
         .boxed()
 }
 
+/// Starts the feeds of a connection that readiness does not wait for (see [`Loading::detached`]).
+fn spawn_feeds(conn: Connection, placement: &Placement, shared: &Shared) -> JoinHandle<()> {
+    tokio::spawn(run_feeds(
+        conn,
+        placement.clone(),
+        Loading::detached(),
+        shared.clone(),
+    ))
+}
+
 /// Feeds that run on another connection, and what they were started for.
 struct Running<T> {
     wanted: T,
@@ -385,12 +395,7 @@ pub async fn follow_istio_primary(
                     ),
                     None => {}
                 }
-                Some(tokio::spawn(run_feeds(
-                    conn,
-                    placement.clone(),
-                    Loading::detached(),
-                    shared.clone(),
-                )))
+                Some(spawn_feeds(conn, &placement, &shared))
             }
             Err(problem) => {
                 tracing::error!(cluster = %placement.label, problem = %problem,
@@ -458,12 +463,7 @@ pub async fn follow_rollouts_clusters(
             let task = match connect(&remote.kubeconfig).await {
                 Ok(conn) => {
                     tracing::info!(cluster = %name, secret = %remote.secret, "reading Rollouts and Services in a remote cluster");
-                    Some(tokio::spawn(run_feeds(
-                        conn,
-                        placement.clone(),
-                        Loading::detached(),
-                        shared.clone(),
-                    )))
+                    Some(spawn_feeds(conn, &placement, &shared))
                 }
                 Err(problem) => {
                     tracing::error!(cluster = %name, secret = %remote.secret, problem = %problem,
