@@ -123,22 +123,16 @@ pub fn draft(h: &Happening) -> Draft {
         h.user.clone()
     };
     let (warning, reason, action, note) = match &h.what {
-        What::Restored { kept } => {
-            let kept: Vec<&str> = kept
-                .iter()
-                .map(|k| k.strip_prefix("rollout-guard: ").unwrap_or(k))
-                .collect();
-            (
-                false,
-                REASON_RESTORED,
-                "RestoreFields",
-                format!(
-                    "{} by {who}: rollout-guard {}",
-                    h.operation,
-                    kept.join("; ")
-                ),
-            )
-        }
+        What::Restored { kept } => (
+            false,
+            REASON_RESTORED,
+            "RestoreFields",
+            format!(
+                "{} by {who}: rollout-guard {}",
+                h.operation,
+                unprefixed(kept)
+            ),
+        ),
         What::Denied { rules, message } => (
             true,
             REASON_DENIED,
@@ -149,22 +143,16 @@ pub fn draft(h: &Happening) -> Draft {
                 rules.join(", ")
             ),
         ),
-        What::Breaks { warnings } => {
-            let warnings: Vec<&str> = warnings
-                .iter()
-                .map(|w| w.strip_prefix("rollout-guard: ").unwrap_or(w))
-                .collect();
-            (
-                true,
-                REASON_BREAKS,
-                "Warn",
-                format!(
-                    "{} by {who} allowed, but it breaks a live Rollout: {}",
-                    h.operation,
-                    warnings.join("; ")
-                ),
-            )
-        }
+        What::Breaks { warnings } => (
+            true,
+            REASON_BREAKS,
+            "Warn",
+            format!(
+                "{} by {who} allowed, but it breaks a live Rollout: {}",
+                h.operation,
+                unprefixed(warnings)
+            ),
+        ),
     };
     Draft {
         regarding,
@@ -173,6 +161,15 @@ pub fn draft(h: &Happening) -> Draft {
         action,
         note: cut(note, NOTE_MAX),
     }
+}
+
+/// Warning lines joined for a note, without the `rollout-guard: ` each starts with.
+fn unprefixed(lines: &[String]) -> String {
+    let lines: Vec<&str> = lines
+        .iter()
+        .map(|l| l.strip_prefix("rollout-guard: ").unwrap_or(l))
+        .collect();
+    lines.join("; ")
 }
 
 /// At most `max` bytes, cut at a character boundary with an ellipsis.
