@@ -4,7 +4,7 @@
 #   decision   criterion + 20,000 timed calls per request kind at 100/1,000/10,000 apps (~3.5 min)
 #   footprint  RSS and heap per cached object, index build time, lint objects/s (~1 min)
 #   loadgen    HTTPS serve vs an allow-everything baseline, start to ready, RSS (~2 min)
-#   storm      decision latency while a writer thread upserts the index: snapshots vs a RwLock (~1 min)
+#   storm      decision latency while a writer thread upserts the index: snapshots vs a RwLock (~2 min)
 #   kube       serve --source kube on kube-apiserver 1.34 holding 50,000 objects: load time, start to
 #              ready, RSS, bytes per object; HTTPS latency quiet and during a watch-event storm (~5 min)
 #   opa        OPA serving benches/opa/policy.rego over the same objects as data.inventory against

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Default, Clone)]
 pub struct Index {
     objects: HashMap<ObjectKey, Object>,
-    referenced_by: HashMap<ObjectKey, Vec<ObjectKey>>,
+    /// Each set behind its own `Arc`, so that copying a map node for a new snapshot copies
+    /// pointers, not every set in the node.
+    referenced_by: HashMap<ObjectKey, Arc<Vec<ObjectKey>>>,
 }
 
 /// Read access to objects: the index itself, or the index with one object replaced.
@@ -115,12 +117,9 @@ impl Index {
         let key = object.key();
         if let Object::Rollout(r) = &object {
             for target in references_of(r) {
-                let set = self
-                    .referenced_by
-                    .entry(target)
-                    .or_insert_with(|| Vec::with_capacity(1));
+                let set = self.referenced_by.entry(target).or_default();
                 if let Err(at) = set.binary_search(&key) {
-                    set.insert(at, key.clone());
+                    Arc::make_mut(set).insert(at, key.clone());
                 }
             }
         }
@@ -152,7 +151,7 @@ impl Index {
     fn unlink(&mut self, target: &ObjectKey, rollout: &ObjectKey) {
         if let Some(set) = self.referenced_by.get_mut(target) {
             if let Ok(at) = set.binary_search(rollout) {
-                set.remove(at);
+                Arc::make_mut(set).remove(at);
             }
             if set.is_empty() {
                 self.referenced_by.remove(target);
@@ -239,7 +238,10 @@ impl Lookup for Index {
     }
 
     fn rollouts_referencing(&self, key: &ObjectKey) -> Vec<ObjectKey> {
-        self.referenced_by.get(key).cloned().unwrap_or_default()
+        self.referenced_by
+            .get(key)
+            .map(|set| set.to_vec())
+            .unwrap_or_default()
     }
 }
 
