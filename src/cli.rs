@@ -220,7 +220,8 @@ pub struct ServeArgs {
     /// After SIGTERM, how long in-flight requests get to finish.
     #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-    /// How often the certificate files and the manifests folder are checked for changes.
+    /// How often the certificate files are checked for changes, and the manifests folder where
+    /// it cannot be watched.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub reload_interval: Duration,
     /// HTTP/1.1: a request head must arrive within this once the server waits for it (slow or

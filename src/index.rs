@@ -169,23 +169,38 @@ impl Index {
         namespace: Option<&str>,
         objects: Vec<Object>,
     ) {
+        self.replace_where(
+            |k| {
+                k.kind == kind
+                    && *k.cluster == *cluster
+                    && namespace.is_none_or(|ns| *k.namespace == *ns)
+            },
+            objects,
+        );
+    }
+
+    /// Replaces every object whose key is `in_scope` with `objects`. An object that is already
+    /// in the index as the very same version (the files source passes on what it did not re-read)
+    /// is left as it is, so a relist costs in proportion to what changed.
+    pub fn replace_where(&mut self, in_scope: impl Fn(&ObjectKey) -> bool, objects: Vec<Object>) {
         let keep: std::collections::HashSet<ObjectKey> = objects.iter().map(Object::key).collect();
         let gone: Vec<ObjectKey> = self
             .objects
             .keys()
-            .filter(|k| {
-                k.kind == kind
-                    && *k.cluster == *cluster
-                    && namespace.is_none_or(|ns| *k.namespace == *ns)
-                    && !keep.contains(*k)
-            })
+            .filter(|k| in_scope(k) && !keep.contains(*k))
             .cloned()
             .collect();
         for key in gone {
             self.remove(&key);
         }
         for object in objects {
-            self.upsert(object);
+            let unchanged = self
+                .objects
+                .get(&object.key())
+                .is_some_and(|current| current.is_same_version(&object));
+            if !unchanged {
+                self.upsert(object);
+            }
         }
     }
 
@@ -388,6 +403,32 @@ mod tests {
             "spec": {"strategy": {"canary": {"canaryService": "c", "stableService": "s",
                 "trafficRouting": {"istio": {"virtualService": {"name": vs}}}}}}
         }))
+    }
+
+    #[test]
+    fn a_relist_keeps_unchanged_versions_and_drops_what_is_gone() {
+        let kept = rollout("vs1");
+        let other = parse(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "c", "namespace": "ns"}}));
+        let mut index = Index::from_objects([kept.clone(), other.clone()]);
+        let reread = parse(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "c", "namespace": "ns"}}));
+        index.replace_where(|_| true, vec![kept.clone()]);
+        assert_eq!(
+            index.len(),
+            1,
+            "the Service missing from the relist is gone"
+        );
+        index.replace_where(|_| true, vec![kept.clone(), reread.clone()]);
+        let lookup = |o: &Object| index.object(&o.key()).expect("indexed");
+        assert!(lookup(&kept).is_same_version(&kept));
+        assert!(lookup(&reread).is_same_version(&reread) && !reread.is_same_version(&other));
+        assert_eq!(
+            index
+                .rollouts_referencing(&ObjectKey::new(Kind::VirtualService, "ns", "vs1"))
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -151,6 +151,17 @@ pub enum Object {
 }
 
 impl Object {
+    /// The same parsed version (one allocation), not merely equal content.
+    pub fn is_same_version(&self, other: &Object) -> bool {
+        match (self, other) {
+            (Object::Rollout(a), Object::Rollout(b)) => Arc::ptr_eq(a, b),
+            (Object::VirtualService(a), Object::VirtualService(b)) => Arc::ptr_eq(a, b),
+            (Object::DestinationRule(a), Object::DestinationRule(b)) => Arc::ptr_eq(a, b),
+            (Object::Service(a), Object::Service(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Object::Rollout(_) => Kind::Rollout,

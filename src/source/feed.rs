@@ -227,7 +227,7 @@ impl Drop for FeedWriter {
 
 fn replace_scope(index: &mut Index, scope: &Scope, objects: impl Iterator<Item = Object>) {
     match scope {
-        Scope::Everything => *index = Index::from_objects(objects),
+        Scope::Everything => index.replace_where(|_| true, objects.collect()),
         Scope::Kind {
             kind,
             cluster,

@@ -1,9 +1,14 @@
 //! The files source: every `*.yaml`/`*.yml` under `--manifests DIR` (recursively; the `..data`
 //! internals of a mounted ConfigMap are skipped) is read with the lint module's loader, the index
-//! is rebuilt and swapped in whole, and the folder is polled for changes.
+//! objects that changed are written to the index, and the folder is followed for changes.
 //!
-//! Change detection: each file's (size, modification time, inode) is compared with the previous
-//! poll; the inode makes a ConfigMap's symlink swap visible even when size and time agree.
+//! Following: the folder is watched (inotify on Linux, through `notify`); a burst of changes is
+//! followed by one scan, and a full scan runs every [`RESCAN_WHILE_WATCHED`] in case a watch
+//! missed something. Where no watch can be set up (inotify limits, some network filesystems), or
+//! after the folder could not be listed, it is polled every `--reload-interval` instead. A scan
+//! compares each file's (size, modification time, inode) with the previous one and reads only
+//! those that differ; the inode makes a ConfigMap's symlink swap visible even when size and time
+//! agree.
 //!
 //! A file that cannot be read or has a document that cannot be parsed is logged (once per
 //! version of the file) and counted in `rollout_guard_source_errors_total`; **its last good
@@ -29,6 +34,14 @@ use std::time::{Duration, SystemTime};
 
 /// The status feed name the files source reports under.
 pub const FEED: &str = "files";
+
+/// While the folder is watched, a full scan still runs this often (or every `--reload-interval`
+/// if that is longer), in case a watch event was lost.
+pub const RESCAN_WHILE_WATCHED: Duration = Duration::from_secs(60);
+
+/// After a change is seen, how long the source waits for the rest of the burst (an editor's
+/// save, a `git checkout`, a ConfigMap's symlink swap) before it scans.
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +208,50 @@ impl FilesSource {
     pub fn files(&self) -> usize {
         self.files.len()
     }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A watch on the manifests folder: each change that may alter what a scan finds wakes
+/// [`changed`](FolderWatch::changed).
+struct FolderWatch {
+    signal: Arc<tokio::sync::Notify>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl FolderWatch {
+    fn start(dir: &Path) -> notify::Result<Self> {
+        use notify::Watcher;
+        let signal = Arc::new(tokio::sync::Notify::new());
+        let wake = signal.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Reads (the scan's own included) change nothing; anything else, or an error of the
+                // watch itself (a lost event queue), is a reason to look.
+                let read_only = event.as_ref().is_ok_and(|e| {
+                    matches!(e.kind, notify::EventKind::Access(access)
+                    if access != notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+                });
+                if !read_only {
+                    wake.notify_one();
+                }
+            })?;
+        watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+        Ok(FolderWatch {
+            signal,
+            _watcher: watcher,
+        })
+    }
+
+    /// Returns once the folder changed and the burst settled, or after `rescan` at the latest.
+    async fn changed(&self, rescan: Duration) {
+        tokio::select! {
+            () = self.signal.notified() => tokio::time::sleep(SETTLE).await,
+            () = tokio::time::sleep(rescan) => {}
+        }
+    }
 }
 
 /// Reads and parses one file: its objects and its problems (one line each).
@@ -231,8 +288,8 @@ fn read_file(path: &Path) -> (Vec<Object>, Vec<String>) {
     )
 }
 
-/// Polls the folder every `interval` and relists it through one [`FeedWriter`] (scope: everything)
-/// when anything changed. Runs until the task is aborted.
+/// Follows the folder (a watch, else a poll every `interval`) and relists it through one
+/// [`FeedWriter`] (scope: everything) when anything changed. Runs until the task is aborted.
 pub async fn run(
     mut source: FilesSource,
     interval: Duration,
@@ -249,7 +306,22 @@ pub async fn run(
         Loading::new(1),
     );
     let mut listed = false;
+    let dir = source.dir().to_path_buf();
+    let mut watch: Option<FolderWatch> = None;
+    let mut watch_refused = false;
     loop {
+        // Watching starts before the scan, so that nothing changed in between goes unseen.
+        let mut watch_error = None;
+        if watch.is_none() {
+            match FolderWatch::start(&dir) {
+                Ok(w) => {
+                    tracing::debug!(folder = %dir.display(), "watching the manifests folder");
+                    watch = Some(w);
+                    watch_refused = false;
+                }
+                Err(e) => watch_error = Some(e),
+            }
+        }
         // A first scan, and the first after the folder could not be listed, relist even when no
         // file changed: that is what makes the state loaded, or fresh again.
         let must_list = !listed || writer.is_broken();
@@ -296,7 +368,20 @@ pub async fn run(
                 }
             }
         }
-        tokio::time::sleep(interval).await;
+        match (&scan.unlisted, watch_error) {
+            // A folder that went away takes its watch with it: poll until it lists again.
+            (Some(_), _) => watch = None,
+            (None, Some(e)) if !watch_refused => {
+                watch_refused = true;
+                tracing::warn!(folder = %dir.display(), error = %e, interval = ?interval,
+                    "cannot watch the manifests folder; polling it instead");
+            }
+            (None, _) => {}
+        }
+        match &watch {
+            Some(w) => w.changed(interval.max(RESCAN_WHILE_WATCHED)).await,
+            None => tokio::time::sleep(interval).await,
+        }
     }
 }
 
@@ -458,6 +543,40 @@ mod tests {
         std::fs::write(dir.path().join("b.yaml"), service("b")).unwrap();
         while !has(&index.snapshot(), "b") {
             assert!(std::time::Instant::now() < deadline, "change not seen");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_watched_folder_is_followed_without_polling() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), service("a")).unwrap();
+        let index = SharedIndex::default();
+        let status = Arc::new(SourceStatus::new(Duration::from_secs(60)));
+        // An hour between polls: what is seen within the test's deadline came through the watch.
+        let task = tokio::spawn(run(
+            FilesSource::new(dir.path().to_path_buf()),
+            Duration::from_secs(3600),
+            index.clone(),
+            status.clone(),
+            Arc::new(Metrics::new()),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            assert!(std::time::Instant::now() < deadline, "{what} not seen");
+            !done()
+        };
+        while until("the first load", &|| status.is_loaded()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b.yaml"), service("b")).unwrap();
+        while until("a file in a new subfolder", &|| has(&index.snapshot(), "b")) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+        while until("a removal", &|| !has(&index.snapshot(), "a")) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         task.abort();
