@@ -183,6 +183,13 @@ impl Index {
     /// in the index as the very same version (the files source passes on what it did not re-read)
     /// is left as it is, so a relist costs in proportion to what changed.
     pub fn replace_where(&mut self, in_scope: impl Fn(&ObjectKey) -> bool, objects: Vec<Object>) {
+        if self.objects.is_empty() {
+            // A first load: nothing to compare with.
+            for object in objects {
+                self.upsert(object);
+            }
+            return;
+        }
         let keep: std::collections::HashSet<ObjectKey> = objects.iter().map(Object::key).collect();
         let gone: Vec<ObjectKey> = self
             .objects

@@ -310,18 +310,6 @@ pub async fn run(
     let mut watch: Option<FolderWatch> = None;
     let mut watch_refused = false;
     loop {
-        // Watching starts before the scan, so that nothing changed in between goes unseen.
-        let mut watch_error = None;
-        if watch.is_none() {
-            match FolderWatch::start(&dir) {
-                Ok(w) => {
-                    tracing::debug!(folder = %dir.display(), "watching the manifests folder");
-                    watch = Some(w);
-                    watch_refused = false;
-                }
-                Err(e) => watch_error = Some(e),
-            }
-        }
         // A first scan, and the first after the folder could not be listed, relist even when no
         // file changed: that is what makes the state loaded, or fresh again.
         let must_list = !listed || writer.is_broken();
@@ -368,15 +356,27 @@ pub async fn run(
                 }
             }
         }
-        match (&scan.unlisted, watch_error) {
+        if scan.unlisted.is_some() {
             // A folder that went away takes its watch with it: poll until it lists again.
-            (Some(_), _) => watch = None,
-            (None, Some(e)) if !watch_refused => {
-                watch_refused = true;
-                tracing::warn!(folder = %dir.display(), error = %e, interval = ?interval,
-                    "cannot watch the manifests folder; polling it instead");
+            watch = None;
+        } else if watch.is_none() {
+            match FolderWatch::start(&dir) {
+                Ok(w) => {
+                    tracing::debug!(folder = %dir.display(), "watching the manifests folder");
+                    watch = Some(w);
+                    watch_refused = false;
+                    // Started after the scan, so that the scan's own reads of every file are not
+                    // events to wade through; what changed in between is caught by scanning
+                    // again now (only changed files are read).
+                    continue;
+                }
+                Err(e) if !watch_refused => {
+                    watch_refused = true;
+                    tracing::warn!(folder = %dir.display(), error = %e, interval = ?interval,
+                        "cannot watch the manifests folder; polling it instead");
+                }
+                Err(_) => {}
             }
-            (None, _) => {}
         }
         match &watch {
             Some(w) => w.changed(interval.max(RESCAN_WHILE_WATCHED)).await,
