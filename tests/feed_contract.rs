@@ -5,7 +5,6 @@
 //! their translations into it must agree on: relists, removals, and the last good version of an
 //! object that cannot be read.
 
-use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 use rollout_guard::index::{references_of, Index, Lookup, SharedIndex};
 use rollout_guard::metrics::Metrics;
@@ -13,6 +12,7 @@ use rollout_guard::model::{Kind, Object, ObjectKey};
 use rollout_guard::source::feed::{FeedWriter, Loading, Scope};
 use rollout_guard::source::files::FilesSource;
 use rollout_guard::source::kube::KubeFeed;
+use rollout_guard::source::watched::WatchedObject;
 use rollout_guard::source::SourceStatus;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -182,7 +182,7 @@ impl Cluster {
         }
     }
 
-    fn send(&mut self, kind: Kind, event: Event<DynamicObject>) {
+    fn send(&mut self, kind: Kind, event: Event<WatchedObject>) {
         let feed = self.feeds.get_mut(&kind).expect("a feed per kind");
         feed.handle(Ok::<_, String>(event));
     }
@@ -211,7 +211,7 @@ impl Cluster {
             Step::Reconnect => {
                 for kind in Kind::ALL {
                     let feed = self.feeds.get_mut(&kind).expect("a feed per kind");
-                    feed.handle(Err::<Event<DynamicObject>, _>("watch closed".to_string()));
+                    feed.handle(Err::<Event<WatchedObject>, _>("watch closed".to_string()));
                     feed.handle(Ok::<_, String>(Event::Init));
                     for ((k, _), doc) in &self.live {
                         if *k == kind {
@@ -225,8 +225,8 @@ impl Cluster {
     }
 }
 
-fn dynamic(doc: Value) -> DynamicObject {
-    serde_json::from_value(doc).expect("a DynamicObject")
+fn dynamic(doc: Value) -> WatchedObject {
+    WatchedObject::from_json(&doc.to_string()).expect("an object with a name")
 }
 
 /// Everything a decision can see: each object (its view, printed) and who references what.

@@ -9,6 +9,7 @@
 
 use super::clusters::Multicluster;
 use super::feed::{FeedWriter, Loading, Scope};
+use super::watched::WatchedObject;
 use super::{SourceStatus, LOCAL_CLUSTER};
 use crate::admission::confirm::LiveRead;
 use crate::index::SharedIndex;
@@ -17,7 +18,7 @@ use crate::model::object::local_cluster;
 use crate::model::{Kind, Object, ObjectKey};
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{Api, ApiResource, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
@@ -383,7 +384,7 @@ fn watch_factory(
     client: Client,
     ar: ApiResource,
     namespace: Option<String>,
-) -> impl FnMut() -> futures::stream::BoxStream<'static, Result<Event<DynamicObject>, watcher::Error>>
+) -> impl FnMut() -> futures::stream::BoxStream<'static, Result<Event<WatchedObject>, watcher::Error>>
 {
     let mut first = true;
     move || {
@@ -395,7 +396,7 @@ fn watch_factory(
                 client.clone()
             })
         };
-        let api: Api<DynamicObject> = match &namespace {
+        let api: Api<WatchedObject> = match &namespace {
             Some(ns) => Api::namespaced_with(client, ns, &ar),
             None => Api::all_with(client, &ar),
         };
@@ -507,7 +508,7 @@ impl KubeFeed {
         self
     }
 
-    pub fn handle<E: Display>(&mut self, event: Result<Event<DynamicObject>, E>) -> Observed {
+    pub fn handle<E: Display>(&mut self, event: Result<Event<WatchedObject>, E>) -> Observed {
         match event {
             Ok(Event::Init) => {
                 self.listing = Some(Default::default());
@@ -515,10 +516,10 @@ impl KubeFeed {
             }
             Ok(Event::InitApply(o)) => {
                 let (objects, unreadable) = self.listing.get_or_insert_with(Default::default);
-                match read_object(self.kind, &o, &self.cluster) {
+                match o.view(self.kind, &self.cluster) {
                     Ok(object) => objects.push(object),
                     Err(err) => {
-                        let key = key_of(self.kind, &o, &self.cluster);
+                        let key = o.key(self.kind, &self.cluster);
                         tracing::error!(feed = %self.writer.name(), object = %key, error = %err,
                             "a listed object cannot be read");
                         self.writer.metrics().source_error();
@@ -533,16 +534,16 @@ impl KubeFeed {
                 Observed::Relisted
             }
             Ok(Event::Apply(o)) => {
-                match read_object(self.kind, &o, &self.cluster) {
+                match o.view(self.kind, &self.cluster) {
                     Ok(object) => self.writer.applied(object),
                     Err(err) => self
                         .writer
-                        .unreadable(&key_of(self.kind, &o, &self.cluster), &err),
+                        .unreadable(&o.key(self.kind, &self.cluster), &err),
                 }
                 Observed::Changed
             }
             Ok(Event::Delete(o)) => {
-                self.writer.deleted(&key_of(self.kind, &o, &self.cluster));
+                self.writer.deleted(&o.key(self.kind, &self.cluster));
                 Observed::Changed
             }
             Err(err) => {
@@ -551,24 +552,6 @@ impl KubeFeed {
             }
         }
     }
-}
-
-fn key_of(kind: Kind, o: &DynamicObject, cluster: &Arc<str>) -> ObjectKey {
-    ObjectKey::in_cluster(
-        kind,
-        cluster,
-        o.metadata.namespace.as_deref().unwrap_or_default(),
-        o.metadata.name.as_deref().unwrap_or_default(),
-    )
-}
-
-/// An object from the API server as a cached view, or why it cannot be read.
-fn read_object(kind: Kind, o: &DynamicObject, cluster: &Arc<str>) -> Result<Object, String> {
-    let ns = o.metadata.namespace.as_deref().unwrap_or_default();
-    let value = serde_json::to_value(o).map_err(|e| format!("cannot serialise it: {e}"))?;
-    Object::parse_kind(kind, &value, ns)
-        .map(|object| object.in_cluster(cluster))
-        .map_err(|e| e.to_string())
 }
 
 /// Drives a feed from the streams `connect` makes, and keeps it live: from the feed's start, and
@@ -580,7 +563,7 @@ fn read_object(kind: Kind, o: &DynamicObject, cluster: &Arc<str>) -> Result<Obje
 pub async fn supervise<F, S, E>(mut feed: KubeFeed, mut connect: F, relist_deadline: Duration)
 where
     F: FnMut() -> S,
-    S: Stream<Item = Result<Event<DynamicObject>, E>>,
+    S: Stream<Item = Result<Event<WatchedObject>, E>>,
     E: Display,
 {
     let mut pauses = ReconnectBackoff::default();
@@ -650,7 +633,7 @@ impl KubeLiveRead {
                 "{key}: its kind is not discovered (yet) in the cluster that serves it"
             ));
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(client, &key.namespace, &ar);
+        let api: Api<WatchedObject> = Api::namespaced_with(client, &key.namespace, &ar);
         let got = match tokio::time::timeout(self.timeout, api.get(&key.name)).await {
             Ok(got) => got,
             Err(_) => {
@@ -661,7 +644,8 @@ impl KubeLiveRead {
             }
         };
         match got {
-            Ok(o) => read_object(key.kind, &o, &key.cluster)
+            Ok(o) => o
+                .view(key.kind, &key.cluster)
                 .map(|object| (key.clone(), Some(object)))
                 .map_err(|e| format!("{key}: the API server's version cannot be read: {e}")),
             Err(kube::Error::Api(status)) if status.is_not_found() => Ok((key.clone(), None)),
@@ -698,18 +682,18 @@ mod tests {
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    type Item = Result<Event<DynamicObject>, String>;
+    type Item = Result<Event<WatchedObject>, String>;
 
-    fn dynamic(doc: serde_json::Value) -> DynamicObject {
-        serde_json::from_value(doc).expect("a DynamicObject")
+    fn dynamic(doc: serde_json::Value) -> WatchedObject {
+        WatchedObject::from_json(&doc.to_string()).expect("an object with a name")
     }
 
-    fn service(name: &str, app: &str) -> DynamicObject {
+    fn service(name: &str, app: &str) -> WatchedObject {
         dynamic(json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "shop"}, "spec": {"selector": {"app": app}}}))
     }
 
-    fn broken_service(name: &str) -> DynamicObject {
+    fn broken_service(name: &str) -> WatchedObject {
         dynamic(json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": "shop"}, "spec": {"selector": 3}}))
     }
@@ -772,7 +756,7 @@ mod tests {
         }
     }
 
-    fn relist(objects: Vec<DynamicObject>) -> Vec<Item> {
+    fn relist(objects: Vec<WatchedObject>) -> Vec<Item> {
         let mut events = vec![Ok(Event::Init)];
         events.extend(objects.into_iter().map(|o| Ok(Event::InitApply(o))));
         events.push(Ok(Event::InitDone));
@@ -794,7 +778,7 @@ mod tests {
             relist(vec![service("a", "a"), service("b", "b")]),
         );
         assert!(h.has("a") && h.has("b"));
-        feed.handle(Err::<Event<DynamicObject>, _>(
+        feed.handle(Err::<Event<WatchedObject>, _>(
             "connection refused".to_string(),
         ));
         assert!(h.status.is_stale(), "a failure starts the staleness clock");
@@ -849,7 +833,7 @@ mod tests {
         feed_all(&mut services, relist(vec![service("a", "a")]));
         assert!(!h.status.is_loaded());
         rollouts.handle(Ok::<_, String>(Event::Init));
-        rollouts.handle(Err::<Event<DynamicObject>, _>("403 forbidden".to_string()));
+        rollouts.handle(Err::<Event<WatchedObject>, _>("403 forbidden".to_string()));
         assert!(!h.status.is_loaded());
         feed_all(&mut services, relist(vec![]));
         assert!(

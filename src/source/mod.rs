@@ -10,6 +10,7 @@ pub mod clusters;
 pub mod feed;
 pub mod files;
 pub mod kube;
+pub mod watched;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
