@@ -30,16 +30,16 @@ pub struct Mutation {
     pub status_disagreements: usize,
 }
 
-/// Restores controller-owned fields in `object` (the request's object). `live` is `oldObject`
-/// on UPDATE and `None` on CREATE.
+/// Restores controller-owned fields in `object` (the request's object, taken: the patch is
+/// planned on it). `live` is `oldObject` on UPDATE and `None` on CREATE.
 pub fn restore(
     kind: Kind,
     namespace: &str,
-    object: &Value,
+    object: Value,
     live: Option<&Value>,
     world: &dyn Lookup,
 ) -> Mutation {
-    let mut patcher = Patcher::new(object.clone());
+    let mut patcher = Patcher::new(object);
     let mut notes = Notes::default();
     match kind {
         Kind::VirtualService => {

@@ -56,7 +56,7 @@ fn http(name: &str, s: i64, c: i64) -> Value {
 }
 
 fn run(kind: Kind, request: &Value, live: Option<&Value>, index: &Index) -> Mutation {
-    restore(kind, "shop", request, live, index)
+    restore(kind, "shop", request.clone(), live, index)
 }
 
 /// The request, with the patch applied, must equal `expected`; a second review of the patched
