@@ -12,6 +12,9 @@
 #   vs-watch               tests/e2e/tools/cmd/vs-watch (records every stored version of a VirtualService)
 #   gitops-sync            tests/e2e/tools/gitops: Argo CD's sync engine (gitops-engine, the version
 #                          Argo CD v3.2.0 uses) applying a folder once, as Argo CD does
+#   argocd-diff            tests/e2e/tools/argocd: Argo CD v3.2.0's own diff (util/argo/diff,
+#                          legacy and ServerSideDiff) of a folder against the live objects, for
+#                          real.sh (g) and chart.sh (j) (its go.mod says go 1.25.0)
 #   helm                   helm.sh/helm/v3 v3.22.0 cmd/helm (tests/e2e/tools/helm/go.mod, needs
 #                          Go >= 1.26), for tests/e2e/chart.sh
 #
@@ -37,7 +40,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HOME=${HOME:-/root}
 CACHE=${ROLLOUT_GUARD_KUBE_CACHE:-$HOME/.cache/rollout-guard-kube}
 TOOLS=$ROOT/tests/e2e/tools
-E2E=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync helm)
+E2E=(kube-apiserver etcd rollouts-controller kubectl-argo-rollouts rs-ready vs-watch gitops-sync argocd-diff helm)
 ALL=("${E2E[@]}" kube-load opa)
 PRINT_DIR=0
 WANT=()
@@ -79,6 +82,7 @@ spec() {
     rs-ready) echo "$TOOLS|./cmd/rs-ready|" ;;
     vs-watch) echo "$TOOLS|./cmd/vs-watch|" ;;
     gitops-sync) echo "$TOOLS/gitops|.|" ;;
+    argocd-diff) echo "$TOOLS/argocd|.|" ;;
     helm) echo "$TOOLS/helm|helm.sh/helm/v3/cmd/helm|$HELM_LD" ;;
     kube-load) echo "$TOOLS|./cmd/kube-load|" ;;
     opa) echo "$ROOT/tests/bench/opa|github.com/open-policy-agent/opa|" ;;

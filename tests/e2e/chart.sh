@@ -23,7 +23,10 @@
 #       on, and once helm upgrade recreates it the CA is injected again
 #   (j) Argo CD's syncs of the chart's webhook configurations (gitops-engine, client-side and
 #       server-side apply as argocd-controller) keep the injected caBundle, and
-#       `kubectl diff --server-side` of them shows no difference (README.md "With Argo CD")
+#       `kubectl diff --server-side` of them shows no difference (README.md "With Argo CD"); Argo
+#       CD's own diff (argocd-diff, Argo CD v3.2.0's util/argo/diff): its Legacy diff without
+#       ignoreDifferences (what it shows is recorded), with README.md's ignoreDifferences entry (in
+#       sync), and its ServerSideDiff (in sync)
 #   (i) uninstall in the documented order: webhook configurations first, then helm uninstall
 #
 #   tests/e2e/chart.sh     ROLLOUT_GUARD_BIN (default target/debug/rollout-guard; cargo build first)
@@ -73,7 +76,7 @@ python3 -c 'import yaml' 2>/dev/null || die "python3 with PyYAML is required (ap
 rm -rf "$W"
 mkdir -p "$W/out" "$W/rendered"
 
-TB=$(scripts/build-e2e-tools.sh kube-apiserver etcd helm gitops-sync) || die "building the test tools failed (see above)"
+TB=$(scripts/build-e2e-tools.sh kube-apiserver etcd helm gitops-sync argocd-diff) || die "building the test tools failed (see above)"
 HELM=$TB/helm
 helm() { "$HELM" "$@"; }
 # render MODE [helm flags]: the chart in namespace $NS with every optional object on.
@@ -415,8 +418,16 @@ mkdir -p "$W/argocd-git"
 helm template rollout-guard "$CHART" -n "$NS" "${VALUES[@]}" | python3 -c '
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"].endswith("WebhookConfiguration")]
-for d in docs:  # the mark gitops-sync puts on what it applies, so the diff compares like with like
-    d["metadata"].setdefault("annotations", {})["gitops-sync.rollout-guard.io/managed"] = "true"
+for d in docs:
+    ann = d["metadata"].setdefault("annotations", {})
+    # The mark gitops-sync puts on what it applies, so the diff compares like with like.
+    ann["gitops-sync.rollout-guard.io/managed"] = "true"
+    # The tracking annotation Argo CD (annotation tracking, its default) puts on each manifest,
+    # for an Application rollout-guard with destination namespace rollout-guard. Its diff needs
+    # it: the objects carry the app.kubernetes.io/instance label of the chart, and with that label
+    # on the live object the tracking normalization of Argo CD copies the annotation in Git to it.
+    ann["argocd.argoproj.io/tracking-id"] = "rollout-guard:admissionregistration.k8s.io/%s:rollout-guard/%s" % (
+        d["kind"], d["metadata"]["name"])
 print(yaml.safe_dump_all(docs))' >"$W/argocd-git/webhooks.yaml"
 bundle_kept() { [ "$(bundles validatingwebhookconfiguration)" = "$(secret_ca)" ] && [ "$(bundles mutatingwebhookconfiguration)" = "$(secret_ca)" ]; }
 for how in client-side server-side; do
@@ -431,6 +442,76 @@ for how in client-side server-side; do
 done
 check "(j) kubectl diff --server-side --field-manager argocd-controller of them (Argo CD's ServerSideDiff) shows no difference" \
   kubectl --kubeconfig "$W/argocd.kubeconfig" diff --server-side --field-manager argocd-controller --force-conflicts -f "$W/argocd-git/webhooks.yaml"
+# Argo CD's own diff code (argocd-diff: Argo CD v3.2.0's util/argo/diff), as the Argo CD identity.
+# The ignoreDifferences entry is README.md's, taken from its "With Argo CD" section as written.
+python3 - README.md >"$W/argocd-ignore.yaml" <<'PY' || die "cannot find the ignoreDifferences entry in README.md"
+import re, sys
+text = open(sys.argv[1]).read()
+at = text.index("rollout-guard's own webhook configurations in `self` mode")
+print(re.search(r"```yaml\n(.*?)```", text[at:], re.S).group(1).replace("\n  ", "\n").lstrip())
+PY
+argocd_diff() { "$TB/argocd-diff" --kubeconfig "$W/argocd.kubeconfig" "$@" "$W/argocd-git"; }
+in_sync="MutatingWebhookConfiguration /rollout-guard modified=false
+ValidatingWebhookConfiguration /rollout-guard modified=false"
+diff_is() {  # diff_is WANT FLAGS...: argocd-diff's object lines, sorted, are WANT (else its output)
+  argocd_diff --show-diff "${@:2}" >"$W/out/argocd-diff" 2>&1
+  [ "$(grep -v '^[-+@ ]' "$W/out/argocd-diff" | sort)" = "$1" ] || { cat "$W/out/argocd-diff"; false; }
+}
+# Without an ignoreDifferences entry: whatever Argo CD's Legacy diff makes of the caBundle it does
+# not have in Git, recorded (README.md states what this shows).
+for how in three-way smd; do
+  flags=()
+  [ $how = smd ] && flags=(--server-side-apply)
+  what="three-way diff, the default"
+  [ $how = smd ] && what="structured merge diff, for a ServerSideApply=true application"
+  argocd_diff --diff legacy "${flags[@]}" --show-diff >"$W/out/argocd-diff" 2>&1
+  rc=$?
+  if [ $rc -eq 0 ] && diff_is "$in_sync" --diff legacy "${flags[@]}"; then
+    ok "(j) Argo CD's Legacy diff ($what) of them without ignoreDifferences: in sync, the injected caBundle is not a difference"
+  elif [ $rc -eq 1 ] && grep -q '^-.*caBundle: ' "$W/out/argocd-diff"; then
+    ok "(j) Argo CD's Legacy diff ($what) of them without ignoreDifferences: modified, the injected caBundle shown as a difference ($(grep -c ' modified=true$' "$W/out/argocd-diff") objects)"
+  else
+    fail "(j) Argo CD's Legacy diff ($what) of them without ignoreDifferences: exit $rc, neither in sync nor the caBundle as the difference"; indent "$W/out/argocd-diff"
+  fi
+  check "(j) ... with README.md's ignoreDifferences entry ($what): in sync" \
+    diff_is "$in_sync" --diff legacy "${flags[@]}" --ignore-differences "$W/argocd-ignore.yaml"
+done
+# Control: the entry does match these objects and that field. A Git version with another caBundle
+# (never synced) is modified for the Legacy diff, and in sync with the entry.
+mkdir -p "$W/argocd-git-ca"
+python3 -c '
+import sys, yaml
+docs = list(yaml.safe_load_all(open(sys.argv[1])))
+for d in docs:
+    if d:
+        for w in d["webhooks"]:
+            w["clientConfig"]["caBundle"] = "T1RIRVIgQ0E="  # base64 of "OTHER CA"
+print(yaml.safe_dump_all([d for d in docs if d]))' "$W/argocd-git/webhooks.yaml" >"$W/argocd-git-ca/webhooks.yaml"
+modified="MutatingWebhookConfiguration /rollout-guard modified=true
+ValidatingWebhookConfiguration /rollout-guard modified=true"
+ca_shown() {  # ca_shown FLAGS...: both modified, and the caBundle lines are the difference
+  "$TB/argocd-diff" --kubeconfig "$W/argocd.kubeconfig" --show-diff "$@" "$W/argocd-git-ca" >"$W/out/argocd-diff" 2>&1
+  [ "$(grep -v '^[-+@ ]' "$W/out/argocd-diff" | sort)" = "$modified" ] \
+    && [ "$(grep '^[-+] ' "$W/out/argocd-diff" | grep -vc 'caBundle: ')" = 0 ] \
+    && [ "$(grep -c '^+ .*caBundle: T1RIRVIgQ0E=$' "$W/out/argocd-diff")" -gt 0 ] || { cat "$W/out/argocd-diff"; false; }
+}
+ca_ignored() {
+  "$TB/argocd-diff" --kubeconfig "$W/argocd.kubeconfig" --show-diff "$@" "$W/argocd-git-ca" >"$W/out/argocd-diff" 2>&1
+  [ "$(grep -v '^[-+@ ]' "$W/out/argocd-diff" | sort)" = "$in_sync" ] || { cat "$W/out/argocd-diff"; false; }
+}
+for how in three-way smd; do
+  flags=()
+  what="three-way diff"
+  [ $how = smd ] && flags=(--server-side-apply) && what="structured merge diff"
+  check "(j) control: a Git version with another caBundle: Argo CD's Legacy diff ($what) shows the caBundle, and nothing else, as the difference" \
+    ca_shown --diff legacy "${flags[@]}"
+  check "(j) ... with README.md's ignoreDifferences entry: in sync (the entry matches both configurations and the field)" \
+    ca_ignored --diff legacy "${flags[@]}" --ignore-differences "$W/argocd-ignore.yaml"
+done
+check "(j) Argo CD's ServerSideDiff of them (dry-run apply as argocd-controller): in sync" \
+  diff_is "$in_sync" --diff server-side
+check "(j) ... and with README.md's ignoreDifferences entry: in sync" \
+  diff_is "$in_sync" --diff server-side --ignore-differences "$W/argocd-ignore.yaml"
 
 # --- (i) uninstall in the documented order ------------------------------------------------------
 for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
