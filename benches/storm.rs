@@ -133,6 +133,9 @@ struct Sharing {
 #[derive(Default)]
 struct Measured {
     samples: Samples,
+    /// p99 of each round's slice, in round order: the paired comparison of two ways of sharing
+    /// measured back to back, which a burst in one slice moves much less than the pooled p99.
+    round_p99: Vec<u64>,
     events: u64,
     seconds: f64,
 }
@@ -176,8 +179,10 @@ fn interleaved<const N: usize>(
                         write(objects[(offset + i) as usize % objects.len()].clone());
                     })
                 });
-                let slice = timed(calls / ROUNDS, || (sharing.read)(decide_on));
+                let mut slice = timed(calls / ROUNDS, || (sharing.read)(decide_on));
+                slice.sort();
                 let m = &mut measured[which];
+                m.round_p99.push(slice.quantile(0.99));
                 m.samples.extend(slice);
                 if let Some(storm) = storm {
                     let (events, seconds) = storm.finish();
@@ -193,6 +198,12 @@ fn interleaved<const N: usize>(
         m.samples.sort();
     }
     measured
+}
+
+/// The median of `values` (NaN when empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() {
@@ -215,13 +226,23 @@ fn main() {
          on the machine falls on all of them alike.",
     );
     section.line("");
+    section.line(format!(
+        "Load average (1, 5, 15 min) when this section started: {}. The columns are measured in turn, \
+         so a busy machine loads all of them; but when other processes take the cores, the snapshot \
+         writer's extra work per event (copying the path it changes) competes with the decisions.",
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into())
+    ));
+    section.line("");
     section.line("p50 / p99 of each, and in brackets its p99 over the quiet p99.");
     section.line("");
-    section.line("| request | quiet p50 / p99 | idle writer | snapshot storm | rwlock storm | snapshot at the rwlock's rate | p99 snapshot / rwlock, same rate | events/s snapshot / rwlock / snapshot at its rate |");
-    section.line("|---|---|---|---|---|---|---:|---|");
+    section.line("| request | quiet p50 / p99 | idle writer | snapshot storm | rwlock storm | snapshot at the rwlock's rate | p99 snapshot / rwlock, same rate: pooled | median of the 10 rounds' ratios | events/s snapshot / rwlock / snapshot at its rate |");
+    section.line("|---|---|---|---|---|---|---:|---:|---|");
     let mut worst_ratio: f64 = 0.0;
     let mut slowest_locked_writer = f64::INFINITY;
     let mut same_load_ratios = Vec::new();
+    let mut round_ratios = Vec::new();
     let mut medians_not_worse = 0;
 
     for case in &cases {
@@ -294,6 +315,14 @@ fn main() {
             &decide_on,
         );
         let rates = [&snapshot, &rwlock, &matched].map(Measured::events_per_second);
+        let paired: Vec<f64> = matched
+            .round_p99
+            .iter()
+            .zip(&rwlock.round_p99)
+            .map(|(m, r)| *m as f64 / (*r).max(1) as f64)
+            .collect();
+        let paired_median = median(paired.clone());
+        round_ratios.extend(paired);
         let [quiet, idle, snapshot, rwlock, matched] =
             [quiet, idle, snapshot, rwlock, matched].map(|m| m.samples);
 
@@ -311,9 +340,9 @@ fn main() {
         let against_lock = matched.quantile(0.99) as f64 / rwlock.quantile(0.99).max(1) as f64;
         same_load_ratios.push(against_lock);
         medians_not_worse += usize::from(snapshot.quantile(0.5) <= rwlock.quantile(0.5));
+        let label = format!("{} {}", case.name, wh.as_str());
         section.line(format!(
-            "| {} | {} / {} µs | {} | {} | {} | {} | {:.2} | {:.0} / {:.0} / {:.0} |",
-            case.name,
+            "| {label} | {} / {} µs | {} | {} | {} | {} | {:.2} | {paired_median:.2} | {:.0} / {:.0} / {:.0} |",
             micros(quiet.quantile(0.5)),
             micros(quiet.quantile(0.99)),
             cell(&idle),
@@ -333,17 +362,15 @@ fn main() {
             ("snapshot_rwlock_rate", &matched),
         ] {
             section.figure(
-                format!("{}_{column}_p99_ns", case.name),
+                format!("{}_{}_{column}_p99_ns", case.name, wh.as_str()),
                 samples.quantile(0.99),
             );
         }
     }
-    same_load_ratios.sort_by(f64::total_cmp);
-    let median_same_load = same_load_ratios
-        .get(same_load_ratios.len() / 2)
-        .copied()
-        .unwrap_or(f64::NAN);
     let not_worse = same_load_ratios.iter().filter(|r| **r <= 1.0).count();
+    let median_same_load = median(same_load_ratios.clone());
+    let rounds_not_worse = round_ratios.iter().filter(|r| **r <= 1.0).count();
+    let median_rounds = median(round_ratios.clone());
     section.line("");
     section.line(format!(
         "Under the same write load (snapshot at the rwlock's rate against the rwlock), decision p99 with \
@@ -353,6 +380,12 @@ fn main() {
          any second thread waking {EVENTS_PER_SECOND} times a second costs on 2 shared cores.",
         same_load_ratios.len(),
         cases.len(),
+    ));
+    section.line("");
+    section.line(format!(
+        "Paired by round (each snapshot slice at the rwlock's rate against the rwlock slice just before it, \
+         p99 against p99): {rounds_not_worse} of {} pairs lower or equal, median ratio {median_rounds:.2}.",
+        round_ratios.len(),
     ));
     section.line("");
     section.line(format!(
@@ -368,6 +401,11 @@ fn main() {
          index stays exact per event.",
     );
     section.figure("median_same_load_p99_ratio", median_same_load);
+    section.figure("median_round_paired_p99_ratio", median_rounds);
+    section.figure(
+        "round_pairs_not_worse",
+        format!("{rounds_not_worse}/{}", round_ratios.len()),
+    );
     section.figure("worst_snapshot_p99_ratio", worst_ratio);
     section.figure(
         "slowest_rwlock_writer_events_per_second",

@@ -7,10 +7,8 @@
 use super::review::{shorten, Operation, Request, Verdict, MAX_WARNING_LEN};
 use super::{pass, screen, BreaksSeverity, Context, Mode, Notes, Policy, ReferenceSeverity};
 use crate::index::{references_of, Overlay};
-use crate::model::{Kind, Object, ObjectKey};
+use crate::model::{Kind, Object, ObjectKey, TopLevel};
 use crate::rules::{self, breaks, Finding, Known, RuleId, Scope, Severity, MAX_LISTED};
-use serde_json::value::RawValue;
-use std::collections::BTreeMap;
 
 /// A review read into views: everything [`judge`] needs, and nothing from the index.
 #[derive(Debug)]
@@ -47,7 +45,14 @@ pub fn prepare(request: &Request, policy: &Policy) -> Prepared {
         );
         return Prepared::Answered(verdict, notes);
     };
-    let object = match Object::parse_kind_raw(kind, raw, &request.namespace) {
+    // Each object's top-level fields are split once: the view and the metadata-only check both
+    // read them, so neither scans the whole text again.
+    let fields = TopLevel::split(raw);
+    let parsed = match &fields {
+        Some(f) => Object::parse_kind_fields(kind, f, &request.namespace),
+        None => Object::parse_kind_raw(kind, raw, &request.namespace),
+    };
+    let object = match parsed {
         Ok(o) => o,
         Err(err) => {
             let message = format!(
@@ -73,13 +78,19 @@ pub fn prepare(request: &Request, policy: &Policy) -> Prepared {
         .old_object
         .as_ref()
         .filter(|_| request.operation == Operation::Update);
-    if old_raw.is_some_and(|old| same_except_metadata(raw, old)) {
-        let (verdict, notes) = pass();
-        return Prepared::Answered(verdict, notes);
+    let old_fields = old_raw.map(|o| (o, TopLevel::split(o)));
+    if let (Some(new), Some((_, Some(old)))) = (&fields, &old_fields) {
+        if same_except_metadata(new, old) {
+            let (verdict, notes) = pass();
+            return Prepared::Answered(verdict, notes);
+        }
     }
-    let old = match old_raw {
+    let old = match old_fields {
         None => Ok(None),
-        Some(o) => Object::parse_kind_raw(kind, o, &request.namespace)
+        Some((_, Some(f))) => Object::parse_kind_fields(kind, &f, &request.namespace)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Some((o, None)) => Object::parse_kind_raw(kind, o, &request.namespace)
             .map(Some)
             .map_err(|e| e.to_string()),
     };
@@ -362,21 +373,12 @@ fn deny_invalid(
 /// both objects the same way, so the other fields are compared as text: a field whose text
 /// differs counts as changed (at worst a reordered field is judged in full, which the ratchet
 /// makes harmless), and no tree is built.
-fn same_except_metadata(new: &RawValue, old: &RawValue) -> bool {
-    type Fields<'a> = BTreeMap<&'a str, &'a RawValue>;
-    let (Ok(n), Ok(o)) = (
-        serde_json::from_str::<Fields<'_>>(new.get()),
-        serde_json::from_str::<Fields<'_>>(old.get()),
-    ) else {
-        return false;
-    };
-    fn relevant<'a>(m: &Fields<'a>) -> Vec<(&'a str, &'a str)> {
-        m.iter()
-            .filter(|(k, _)| !matches!(**k, "metadata" | "status"))
-            .map(|(k, v)| (*k, v.get()))
-            .collect()
-    }
-    new.get().trim_start().starts_with('{') && relevant(&n) == relevant(&o)
+/// Whether two versions of an object differ only in `metadata` and `status`, judged on the text
+/// of every other top-level field (equal JSON written differently counts as a change: it is then
+/// judged in full, never skipped).
+fn same_except_metadata(new: &TopLevel<'_>, old: &TopLevel<'_>) -> bool {
+    let relevant = |(k, _): &(&str, &str)| !matches!(*k, "metadata" | "status");
+    new.iter().filter(relevant).eq(old.iter().filter(relevant))
 }
 
 #[cfg(test)]
@@ -386,6 +388,7 @@ mod tests {
     use crate::admission::Policy;
     use crate::index::Index;
     use crate::rules::testing::*;
+    use serde_json::value::RawValue;
     use serde_json::{json, Value};
 
     fn review(op: &str, object: Value, old: Option<Value>) -> Request {
@@ -754,12 +757,20 @@ mod tests {
         let escaped = raw(r#"{"metadata":{"name":"a"},"sp\u0065c":{"x":1,"y":[1,2]}}"#);
         let relabelled =
             raw(r#"{"metadata":{"name":"a","labels":{"l":"1"}},"spec":{"x":1,"y":[1,2]}}"#);
-        assert!(same_except_metadata(&relabelled, &old));
-        assert!(!same_except_metadata(&changed, &old));
+        let same = |new: &RawValue| {
+            let (Some(new), Some(old)) = (TopLevel::split(new), TopLevel::split(&old)) else {
+                // An object that cannot be split is never taken for metadata-only.
+                return false;
+            };
+            same_except_metadata(&new, &old)
+        };
+        assert!(same(&relabelled));
+        assert!(!same(&changed));
         // Differing text is a change, even where the JSON is equal: judged in full, never skipped.
-        assert!(!same_except_metadata(&reordered, &old));
-        assert!(!same_except_metadata(&escaped, &old));
-        assert!(!same_except_metadata(&raw("[1]"), &old));
+        assert!(!same(&reordered));
+        assert!(!same(&escaped));
+        assert!(!same(&raw("[1]")));
+        assert!(TopLevel::split(&raw(r#"{"spec":1,"spec":2}"#)).is_none());
     }
 
     #[test]

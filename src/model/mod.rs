@@ -13,7 +13,7 @@ pub mod virtualservice;
 
 pub use destinationrule::DestinationRule;
 pub use meta::{Meta, ANNOTATION_MANAGED_BY, ANNOTATION_SKIP, POD_TEMPLATE_HASH};
-pub use object::{Kind, Object, ObjectKey, ParseError};
+pub use object::{Kind, Object, ObjectKey, ParseError, TopLevel};
 pub use rollout::Rollout;
 pub use service::Service;
 pub use virtualservice::VirtualService;

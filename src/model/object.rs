@@ -271,34 +271,34 @@ impl Object {
         raw: &RawValue,
         default_namespace: &str,
     ) -> Result<Object, ParseError> {
-        #[derive(serde::Deserialize)]
-        struct Parts<'a> {
-            #[serde(borrow, default)]
-            metadata: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            spec: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            status: Option<&'a RawValue>,
-        }
-        // A struct also deserialises from a JSON array: only an object takes the fast path.
-        let is_object = raw.get().trim_start().starts_with('{');
-        let parts: Parts<'_> = match serde_json::from_str(raw.get()) {
-            Ok(p) if is_object => p,
+        match TopLevel::split(raw) {
+            Some(fields) => Self::parse_kind_fields(kind, &fields, default_namespace),
             // Not an object, or keys with escapes that cannot be borrowed: read it as a tree.
-            _ => {
+            None => {
                 let doc: Value = serde_json::from_str(raw.get())
                     .map_err(|e| ParseError::new("", format!("expected JSON, found: {e}")))?;
-                return Self::parse_kind(kind, &doc, default_namespace);
+                Self::parse_kind(kind, &doc, default_namespace)
             }
-        };
-        fn text(p: Option<&RawValue>) -> Option<Json<'_>> {
-            p.filter(|r| r.get() != "null").map(Json::Text)
         }
+    }
+
+    /// Like [`Object::parse_kind_raw`], on an object already split into its top-level fields.
+    pub fn parse_kind_fields(
+        kind: Kind,
+        fields: &TopLevel<'_>,
+        default_namespace: &str,
+    ) -> Result<Object, ParseError> {
+        let text = |key: &str| {
+            fields
+                .get(key)
+                .filter(|r| r.get() != "null")
+                .map(Json::Text)
+        };
         Self::from_parts(
             kind,
-            text(parts.metadata),
-            text(parts.spec),
-            text(parts.status),
+            text("metadata"),
+            text("spec"),
+            text("status"),
             default_namespace,
         )
     }
@@ -326,6 +326,67 @@ impl Object {
             }
             Kind::Service => Object::Service(Arc::new(Service::from_spec(meta, spec)?)),
         })
+    }
+}
+
+/// A JSON object's top-level fields as text, split in one pass over it: what both the view
+/// ([`Object::parse_kind_fields`]) and a comparison of two versions field by field read, so that
+/// neither scans the whole object again.
+#[derive(Debug)]
+pub struct TopLevel<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'a> TopLevel<'a> {
+    /// `None` when `raw` is not a JSON object, repeats a key, or has a key with an escape in it
+    /// (it cannot be borrowed): read such an object as a tree instead.
+    pub fn split(raw: &'a RawValue) -> Option<TopLevel<'a>> {
+        if !raw.get().trim_start().starts_with('{') {
+            return None;
+        }
+        let mut fields: Vec<(&'a str, &'a RawValue)> =
+            serde_json::from_str::<FieldList<'a>>(raw.get()).ok()?.0;
+        fields.sort_unstable_by_key(|(k, _)| *k);
+        if fields.windows(2).any(|w| w[0].0 == w[1].0) {
+            return None;
+        }
+        Some(TopLevel(fields))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0
+            .binary_search_by_key(&key, |(k, _)| *k)
+            .ok()
+            .map(|at| self.0[at].1)
+    }
+
+    /// The fields, sorted by key, as (key, JSON text).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.0.iter().map(|(k, v)| (*k, v.get()))
+    }
+}
+
+/// An object's fields in document order, keys and values borrowed.
+struct FieldList<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for FieldList<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = FieldList<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(6));
+                while let Some(entry) = map.next_entry::<&'de str, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(FieldList(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
     }
 }
 
