@@ -10,7 +10,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SECTIONS: [&str; 6] = ["decision", "footprint", "loadgen", "storm", "kube", "opa"];
+const SECTIONS: [&str; 7] = [
+    "decision",
+    "footprint",
+    "loadgen",
+    "storm",
+    "kube",
+    "opa",
+    "profile",
+];
 const MIB: f64 = 1024.0 * 1024.0;
 
 struct Results {
@@ -165,12 +173,13 @@ fn targets(f: &Map<String, Value>) -> Vec<Target> {
                      scanned again for its view (the whole text, `managedFields` included, at a few \
                      hundred MB/s), the rules of a VirtualService/DestinationRule/Service write run \
                      twice per referencing Rollout (before and after, for `breaks-rollout`), and the \
-                     drift guard builds JSON trees of both objects when a Rollout owns them",
+                     drift guard builds JSON trees of both objects when a Rollout owns them{}",
                     over.len(),
                     p99s.len(),
                     parse_share
                         .map(|p| format!("{p:.0}"))
-                        .unwrap_or_else(|| "–".into())
+                        .unwrap_or_else(|| "–".into()),
+                    profile_note(f, "decisions")
                 )
             },
         });
@@ -371,8 +380,9 @@ fn targets(f: &Map<String, Value>) -> Vec<Target> {
                     format!(
                         "{load_share:.0} % of the time is `lint::load` (YAML to `Value` with \
                          serde_yaml_ng, then `Object::parse`); at {bytes_per_object:.0} bytes of \
-                         YAML per object the target needs {:.0} MiB/s of YAML",
-                        50_000.0 * bytes_per_object / MIB
+                         YAML per object the target needs {:.0} MiB/s of YAML{}",
+                        50_000.0 * bytes_per_object / MIB,
+                        profile_note(f, "lint")
                     )
                 },
             });
@@ -446,6 +456,30 @@ fn scale_curve(f: &Map<String, Value>) -> Option<String> {
     Some(out)
 }
 
+/// The three largest parts of a profile of this run (`scripts/bench-profile.sh`), for a target's
+/// note: "; profile: JSON reading 35 %, allocator 18 %, ...". Empty when it was not measured.
+fn profile_note(f: &Map<String, Value>, name: &str) -> String {
+    let prefix = format!("profile.{name}.");
+    let mut parts: Vec<(&str, f64)> = f
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?, v.as_f64()?)))
+        .filter(|(k, _)| *k != "other")
+        .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<String> = parts
+        .iter()
+        .take(3)
+        .map(|(k, p)| format!("{k} {p:.0} %"))
+        .collect();
+    format!(
+        "; in this run's profile (below) the largest parts are {}",
+        top.join(", ")
+    )
+}
+
 fn main() {
     let out_path = std::env::args()
         .nth(1)
@@ -460,7 +494,7 @@ fn main() {
     md.push_str("# Benchmarks\n\n");
     md.push_str(
         "Written by `make bench` (`scripts/bench.sh`: the benches `decision`, `footprint`, \
-         `loadgen`, `storm`, `kube` and `opa` under `benches/`, then `examples/bench_report.rs`); do not edit by hand, run it \
+         `loadgen`, `storm`, `kube` and `opa` under `benches/`, the profiles of `scripts/bench-profile.sh`, then `examples/bench_report.rs`); do not edit by hand, run it \
          again. The targets are DESIGN.md's \"Performance targets\". Benchmarks are not tests: \
          nothing here fails a build.\n\n",
     );
@@ -535,9 +569,9 @@ fn main() {
 
 /// What has been tried against the misses, with the gains measured at the time (p50 at 10,000
 /// apps unless said otherwise); kept here so that the report is regenerated with it.
-const WHAT_WAS_TRIED: &str = "## Profile and what was tried\n\n\
-Where `serve`'s CPU went (perf with call graphs, 10,000 apps, closed loop, before the changes \
-below): `admission::handle` 57 % (reading the review into a tree 28 %, drift guard 11 %, \
+const WHAT_WAS_TRIED: &str = "## What was tried\n\n\
+Where `serve`'s CPU went in an earlier run (perf with call graphs, 10,000 apps, closed loop, \
+before the changes below): `admission::handle` 57 % (reading the review into a tree 28 %, drift guard 11 %, \
 validation 11 %, view parsing 9 %), glibc malloc/free about 24 % of all samples, socket I/O about \
 20 %, the files source's rescans 9-10 %, tracing 1.5 %. The same decision cost about 90 µs inside \
 the server against 51 µs in the benchmark loop (cache and allocator pressure from the other \

@@ -7,6 +7,8 @@
 #   storm      decision latency while a writer thread upserts the index: snapshots vs a RwLock (~2 min)
 #   kube       serve --source kube on kube-apiserver 1.34 holding 50,000 objects: load time, start to
 #              ready, RSS, bytes per object; HTTPS latency quiet and during a watch-event storm (~5 min)
+#   profile    flat perf profiles of the decision bench and of lint at 10,000 apps (~2 min; needs perf,
+#              installed from Debian's linux-perf when missing)
 #   opa        OPA serving benches/opa/policy.rego over the same objects as data.inventory against
 #              rollout-guard's /validate: agreement on fixture reviews, latency, throughput, RSS (~3 min)
 #
@@ -82,6 +84,12 @@ kube_up() {
 }
 
 step decision 480
+# Flat perf profiles of the decisions and of lint (the binary `cargo bench --no-run` just built).
+DECISION_BIN=$($CARGO bench --no-run --bench decision 2>&1 | sed -n 's/.*Executable [^(]*(\(.*\))$/\1/p' | tail -1)
+echo "== profile (at most 400s)"
+if ! timeout --kill-after=10 400 scripts/bench-profile.sh "$OUT" "$DECISION_BIN" 2>&1 | tee "$OUT/profile.log"; then
+    echo "profile failed or timed out; see $OUT/profile.log" | tee -a "$OUT/failures.txt"
+fi
 step footprint 200
 step loadgen 300
 step storm 240
