@@ -520,65 +520,62 @@ mod tests {
         assert!(config(Some(env!("CARGO_MANIFEST_DIR"))).check().is_ok());
     }
 
-    #[tokio::test]
-    async fn run_marks_loaded_and_follows_changes() {
+    /// A files source running on a new folder holding `a.yaml`, polled every `poll`.
+    fn running(
+        poll: Duration,
+    ) -> (
+        tempfile::TempDir,
+        SharedIndex,
+        Arc<SourceStatus>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), service("a")).unwrap();
         let index = SharedIndex::default();
         let status = Arc::new(SourceStatus::new(Duration::from_secs(60)));
-        let metrics = Arc::new(Metrics::new());
         let task = tokio::spawn(run(
             FilesSource::new(dir.path().to_path_buf()),
-            Duration::from_millis(20),
+            poll,
             index.clone(),
             status.clone(),
-            metrics,
+            Arc::new(Metrics::new()),
         ));
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !status.is_loaded() {
-            assert!(std::time::Instant::now() < deadline, "never loaded");
+        (dir, index, status, task)
+    }
+
+    /// Polls `done` until it holds; fails the test with `what` past `deadline`.
+    async fn wait_for(what: &str, deadline: std::time::Instant, done: impl Fn() -> bool) {
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what} not seen");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn run_marks_loaded_and_follows_changes() {
+        let (dir, index, status, task) = running(Duration::from_millis(20));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        wait_for("the first load", deadline, || status.is_loaded()).await;
         assert!(has(&index.snapshot(), "a"));
         std::fs::write(dir.path().join("b.yaml"), service("b")).unwrap();
-        while !has(&index.snapshot(), "b") {
-            assert!(std::time::Instant::now() < deadline, "change not seen");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for("a change", deadline, || has(&index.snapshot(), "b")).await;
         task.abort();
     }
 
     #[tokio::test]
     async fn a_watched_folder_is_followed_without_polling() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.yaml"), service("a")).unwrap();
-        let index = SharedIndex::default();
-        let status = Arc::new(SourceStatus::new(Duration::from_secs(60)));
         // An hour between polls: what is seen within the test's deadline came through the watch.
-        let task = tokio::spawn(run(
-            FilesSource::new(dir.path().to_path_buf()),
-            Duration::from_secs(3600),
-            index.clone(),
-            status.clone(),
-            Arc::new(Metrics::new()),
-        ));
+        let (dir, index, status, task) = running(Duration::from_secs(3600));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let until = |what: &str, done: &dyn Fn() -> bool| {
-            assert!(std::time::Instant::now() < deadline, "{what} not seen");
-            !done()
-        };
-        while until("the first load", &|| status.is_loaded()) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for("the first load", deadline, || status.is_loaded()).await;
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/b.yaml"), service("b")).unwrap();
-        while until("a file in a new subfolder", &|| has(&index.snapshot(), "b")) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for("a file in a new subfolder", deadline, || {
+            has(&index.snapshot(), "b")
+        })
+        .await;
         std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
-        while until("a removal", &|| !has(&index.snapshot(), "a")) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for("a removal", deadline, || !has(&index.snapshot(), "a")).await;
         task.abort();
     }
 }
