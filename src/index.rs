@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Default, Clone)]
 pub struct Index {
     objects: HashMap<ObjectKey, Object>,
-    /// Each set behind its own `Arc`, so that copying a map node for a new snapshot copies
-    /// pointers, not every set in the node.
-    referenced_by: HashMap<ObjectKey, Arc<Vec<ObjectKey>>>,
+    /// Each set, sorted, in its own `Arc`: copying a map node for a new snapshot then copies
+    /// pointers, not every set in the node. A slice of exactly its length, because nearly every
+    /// set holds one Rollout (a `Vec` would hold room for four).
+    referenced_by: HashMap<ObjectKey, Arc<[ObjectKey]>>,
 }
 
 /// Read access to objects: the index itself, or the index with one object replaced.
@@ -117,9 +118,16 @@ impl Index {
         let key = object.key();
         if let Object::Rollout(r) = &object {
             for target in references_of(r) {
-                let set = self.referenced_by.entry(target).or_default();
+                let set = self
+                    .referenced_by
+                    .entry(target)
+                    .or_insert_with(|| Arc::new([]));
                 if let Err(at) = set.binary_search(&key) {
-                    Arc::make_mut(set).insert(at, key.clone());
+                    let mut grown = Vec::with_capacity(set.len() + 1);
+                    grown.extend_from_slice(&set[..at]);
+                    grown.push(key.clone());
+                    grown.extend_from_slice(&set[at..]);
+                    *set = grown.into();
                 }
             }
         }
@@ -151,7 +159,12 @@ impl Index {
     fn unlink(&mut self, target: &ObjectKey, rollout: &ObjectKey) {
         if let Some(set) = self.referenced_by.get_mut(target) {
             if let Ok(at) = set.binary_search(rollout) {
-                Arc::make_mut(set).remove(at);
+                *set = set
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != at)
+                    .map(|(_, k)| k.clone())
+                    .collect();
             }
             if set.is_empty() {
                 self.referenced_by.remove(target);
@@ -482,6 +495,39 @@ mod tests {
         index.remove(&r);
         assert!(index.rollouts_referencing(&vs2).is_empty());
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn rollouts_sharing_an_object_are_kept_sorted_and_unlinked_one_by_one() {
+        let named = |name: &str| {
+            let Object::Rollout(r) = rollout("shared") else {
+                unreachable!("rollout() builds a Rollout")
+            };
+            let mut r = (*r).clone();
+            r.meta.name = name.into();
+            Object::Rollout(Arc::new(r))
+        };
+        let mut index = Index::new();
+        for name in ["b", "c", "a"] {
+            index.upsert(named(name));
+        }
+        let shared = ObjectKey::new(Kind::VirtualService, "ns", "shared");
+        let key = |name: &str| ObjectKey::new(Kind::Rollout, "ns", name);
+        assert_eq!(
+            index.rollouts_referencing(&shared),
+            vec![key("a"), key("b"), key("c")]
+        );
+        index.remove(&key("b"));
+        assert_eq!(
+            index.rollouts_referencing(&shared),
+            vec![key("a"), key("c")]
+        );
+        index.upsert(named("a"));
+        assert_eq!(
+            index.rollouts_referencing(&shared),
+            vec![key("a"), key("c")],
+            "an update that keeps its references adds no second entry"
+        );
     }
 
     #[test]
