@@ -48,11 +48,7 @@ pub fn prepare(request: &Request, policy: &Policy) -> Prepared {
     // Each object's top-level fields are split once: the view and the metadata-only check both
     // read them, so neither scans the whole text again.
     let fields = TopLevel::split(raw);
-    let parsed = match &fields {
-        Some(f) => Object::parse_kind_fields(kind, f, &request.namespace),
-        None => Object::parse_kind_raw(kind, raw, &request.namespace),
-    };
-    let object = match parsed {
+    let object = match Object::parse_kind_split(kind, raw, fields.as_ref(), &request.namespace) {
         Ok(o) => o,
         Err(err) => {
             let message = format!(
@@ -78,21 +74,18 @@ pub fn prepare(request: &Request, policy: &Policy) -> Prepared {
         .old_object
         .as_ref()
         .filter(|_| request.operation == Operation::Update);
-    let old_fields = old_raw.map(|o| (o, TopLevel::split(o)));
-    if let (Some(new), Some((_, Some(old)))) = (&fields, &old_fields) {
+    let old_fields = old_raw.map(|o| TopLevel::split(o));
+    if let (Some(new), Some(Some(old))) = (&fields, &old_fields) {
         if same_except_metadata(new, old) {
             let (verdict, notes) = pass();
             return Prepared::Answered(verdict, notes);
         }
     }
-    let old = match old_fields {
-        None => Ok(None),
-        Some((_, Some(f))) => Object::parse_kind_fields(kind, &f, &request.namespace)
+    let old = match (old_raw, old_fields) {
+        (Some(o), Some(f)) => Object::parse_kind_split(kind, o, f.as_ref(), &request.namespace)
             .map(Some)
             .map_err(|e| e.to_string()),
-        Some((o, None)) => Object::parse_kind_raw(kind, o, &request.namespace)
-            .map(Some)
-            .map_err(|e| e.to_string()),
+        _ => Ok(None),
     };
     Prepared::Object(Box::new(Written {
         object,

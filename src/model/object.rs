@@ -271,23 +271,23 @@ impl Object {
         raw: &RawValue,
         default_namespace: &str,
     ) -> Result<Object, ParseError> {
-        match TopLevel::split(raw) {
-            Some(fields) => Self::parse_kind_fields(kind, &fields, default_namespace),
-            // Not an object, or keys with escapes that cannot be borrowed: read it as a tree.
-            None => {
-                let doc: Value = serde_json::from_str(raw.get())
-                    .map_err(|e| ParseError::new("", format!("expected JSON, found: {e}")))?;
-                Self::parse_kind(kind, &doc, default_namespace)
-            }
-        }
+        Self::parse_kind_split(kind, raw, TopLevel::split(raw).as_ref(), default_namespace)
     }
 
-    /// Like [`Object::parse_kind_raw`], on an object already split into its top-level fields.
-    pub fn parse_kind_fields(
+    /// Like [`Object::parse_kind_raw`], with `raw` already split by [`TopLevel::split`] (`None`:
+    /// it could not be, and is read as a tree).
+    pub fn parse_kind_split(
         kind: Kind,
-        fields: &TopLevel<'_>,
+        raw: &RawValue,
+        fields: Option<&TopLevel<'_>>,
         default_namespace: &str,
     ) -> Result<Object, ParseError> {
+        let Some(fields) = fields else {
+            // Not an object, or keys with escapes that cannot be borrowed: read it as a tree.
+            let doc: Value = serde_json::from_str(raw.get())
+                .map_err(|e| ParseError::new("", format!("expected JSON, found: {e}")))?;
+            return Self::parse_kind(kind, &doc, default_namespace);
+        };
         let text = |key: &str| {
             fields
                 .get(key)
@@ -330,7 +330,7 @@ impl Object {
 }
 
 /// A JSON object's top-level fields as text, split in one pass over it: what both the view
-/// ([`Object::parse_kind_fields`]) and a comparison of two versions field by field read, so that
+/// ([`Object::parse_kind_split`]) and a comparison of two versions field by field read, so that
 /// neither scans the whole object again.
 #[derive(Debug)]
 pub struct TopLevel<'a>(Vec<(&'a str, &'a RawValue)>);
