@@ -118,16 +118,13 @@ impl Index {
         let key = object.key();
         if let Object::Rollout(r) = &object {
             for target in references_of(r) {
-                let set = self
-                    .referenced_by
-                    .entry(target)
-                    .or_insert_with(|| Arc::new([]));
+                let set = self.referenced_by.get(&target).map_or(&[][..], |s| &s[..]);
                 if let Err(at) = set.binary_search(&key) {
                     let mut grown = Vec::with_capacity(set.len() + 1);
                     grown.extend_from_slice(&set[..at]);
                     grown.push(key.clone());
                     grown.extend_from_slice(&set[at..]);
-                    *set = grown.into();
+                    self.referenced_by.insert(target, grown.into());
                 }
             }
         }
