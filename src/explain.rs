@@ -480,7 +480,7 @@ fn kept(world: &World, rollout: &Rollout, roles: &Roles) -> Vec<KeptPart> {
             continue;
         };
         let git = as_in_git(&key, live, rollout, roles, world);
-        let m = drift::restore(key.kind, &key.namespace, git, Some(live), &world.index);
+        let m = drift::restore_values(key.kind, &key.namespace, &git, Some(live), &world.index);
         let notes = m
             .warnings
             .iter()

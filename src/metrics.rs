@@ -262,7 +262,7 @@ impl Metrics {
         registry.register(
             "admission_degraded",
             "Decisions that could not be made as usual, each also a warning: old-object-unreadable (no \
-             ratchet), unconfirmed (a cross-object denial became warnings), rebuild-failed (nothing restored)",
+             ratchet), unconfirmed (a cross-object denial became warnings)",
             degraded.clone(),
         );
         let confirmations = Family::<ResultLabels, Counter>::default();

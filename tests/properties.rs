@@ -122,7 +122,7 @@ proptest! {
         let live = vs(100 - live_c, live_c, live_foreign, live_other, None, &["app".to_string()]);
         let request = vs(req_s, req_c, foreign, other, timeout.as_deref(), &hosts);
         let live_ref = if create { None } else { Some(&live) };
-        let m = drift::restore(Kind::VirtualService, "ns", request.clone(), live_ref, &index);
+        let m = drift::restore_values(Kind::VirtualService, "ns", &request, live_ref, &index);
         let patched = apply(&request, &m.patch);
         // Only the owned weights may differ from the request.
         prop_assert_eq!(without_owned(patched.clone()), without_owned(request.clone()));
@@ -130,7 +130,7 @@ proptest! {
         prop_assert_eq!(&patched["spec"]["http"][0]["route"][0]["weight"], &json!(100 - live_c));
         prop_assert_eq!(&patched["spec"]["http"][0]["route"][1]["weight"], &json!(live_c));
         // A second review of the patched object changes nothing.
-        let again = drift::restore(Kind::VirtualService, "ns", patched.clone(), live_ref, &index);
+        let again = drift::restore_values(Kind::VirtualService, "ns", &patched, live_ref, &index);
         prop_assert!(again.patch.is_empty());
         // No patch when nothing differs.
         if req_s == 100 - live_c && req_c == live_c {

@@ -201,7 +201,7 @@ pub struct Notes {
     pub exempt: bool,
     pub skipped: bool,
     /// What the decision could not do as usual (each also a warning): `old-object-unreadable`,
-    /// `unconfirmed`, `rebuild-failed`. Static strings: bounded metric labels.
+    /// `unconfirmed`. Static strings: bounded metric labels.
     pub degraded: Vec<&'static str>,
     /// How a cross-object denial was confirmed with the API server, if it was asked.
     pub confirmation: Option<Confirmation>,

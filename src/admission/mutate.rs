@@ -5,8 +5,6 @@ use super::review::{shorten, Operation, Request, Verdict, MAX_WARNING_LEN};
 use super::{pass, screen, Context, Notes};
 use crate::drift;
 use crate::model::{Kind, Object, ANNOTATION_MANAGED_BY};
-use serde_json::value::RawValue;
-use serde_json::Value;
 
 pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
     let kind = match screen(request, ctx.policy) {
@@ -60,23 +58,18 @@ pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
             (verdict, Notes::default())
         };
     }
-    // Most objects belong to no Rollout: then there is nothing to restore and no tree to build.
+    // Most objects belong to no Rollout: then there is nothing to restore.
     let may_be_owned = !ctx.index.rollouts_referencing(&parsed.key()).is_empty()
         || parsed.meta().managed_by.is_some()
         || live.is_some_and(|l| l.get().contains(ANNOTATION_MANAGED_BY));
     if !may_be_owned {
         return pass();
     }
-    let object = match tree_without_managed_fields(object) {
-        Ok(object) => object,
-        Err(err) => return not_rebuilt(&parsed, "the request object", &err),
+    let written = drift::Written {
+        raw: object,
+        view: &parsed,
     };
-    let live = match live.map(|l| tree_without_managed_fields(l)) {
-        None => None,
-        Some(Ok(live)) => Some(live),
-        Some(Err(err)) => return not_rebuilt(&parsed, "oldObject", &err),
-    };
-    let mutation = drift::restore(kind, &request.namespace, object, live.as_ref(), ctx.index);
+    let mutation = drift::restore(&request.namespace, written, live.map(|l| &**l), ctx.index);
     let verdict = Verdict {
         allowed: true,
         message: None,
@@ -97,109 +90,11 @@ pub fn mutate(request: &Request, ctx: &Context<'_>) -> (Verdict, Notes) {
     )
 }
 
-/// The object as a tree to plan a patch on, without `metadata.managedFields`: often the larger
-/// part of a GitOps writer's object, and nothing the drift guard reads or patches.
-fn tree_without_managed_fields(raw: &RawValue) -> Result<Value, serde_json::Error> {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-    use serde_json::Map;
-
-    /// Reads a JSON object; `skip` names the one key (at this level) left out, and `inner`
-    /// (a key and its own skip) the one object below read the same way.
-    struct Without {
-        skip: Option<&'static str>,
-        inner: Option<(&'static str, &'static str)>,
-    }
-    impl<'de> DeserializeSeed<'de> for Without {
-        type Value = Value;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-    impl<'de> Visitor<'de> for Without {
-        type Value = Value;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let mut out = Map::new();
-            while let Some(key) = map.next_key::<String>()? {
-                if Some(key.as_str()) == self.skip {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-                let value = match self.inner {
-                    Some((inner, skip)) if inner == key => map.next_value_seed(Without {
-                        skip: Some(skip),
-                        inner: None,
-                    })?,
-                    _ => map.next_value::<Value>()?,
-                };
-                out.insert(key, value);
-            }
-            Ok(Value::Object(out))
-        }
-        // Anything else (metadata that is not an object) is kept as it is, for the views' own
-        // errors to describe.
-        fn visit_unit<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(v) = seq.next_element::<Value>()? {
-                out.push(v);
-            }
-            Ok(Value::Array(out))
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let tree = Without {
-        skip: None,
-        inner: Some(("metadata", "managedFields")),
-    }
-    .deserialize(&mut de)?;
-    de.end()?;
-    Ok(tree)
-}
-
-/// The views were read but the tree a patch is planned on was not: nothing is restored, and the
-/// writer and the metrics are told (never silently).
-fn not_rebuilt(object: &Object, what: &str, err: &serde_json::Error) -> (Verdict, Notes) {
-    let warning = format!(
-        "rollout-guard: nothing restored on {}: {what} cannot be read as JSON ({err})",
-        object.key()
-    );
-    let notes = Notes {
-        degraded: vec!["rebuild-failed"],
-        ..Notes::default()
-    };
-    (
-        Verdict::allow().with_warning(shorten(&warning, MAX_WARNING_LEN)),
-        notes,
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use super::tree_without_managed_fields;
     use crate::admission::{handle, Context, Decision, Policy, Webhook};
     use crate::index::Index;
     use crate::model::Object;
-    use serde_json::value::RawValue;
     use serde_json::{json, Value};
 
     fn world() -> Index {
@@ -244,26 +139,6 @@ mod tests {
             reply.outcome.decision,
             serde_json::from_slice(&reply.body).unwrap(),
         )
-    }
-
-    #[test]
-    fn the_tree_a_patch_is_planned_on_leaves_out_only_managed_fields() {
-        let text = r#"{"apiVersion":"v1","metadata":{"name":"a","managedFields":[{"manager":"argocd-controller"}],"annotations":{"x":"y"}},"spec":{"managedFields":1}}"#;
-        let raw = RawValue::from_string(text.to_string()).unwrap();
-        let tree = tree_without_managed_fields(&raw).unwrap();
-        let mut expected: Value = serde_json::from_str(text).unwrap();
-        expected["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .remove("managedFields");
-        assert_eq!(tree, expected, "a key of that name elsewhere is kept");
-        let odd = RawValue::from_string(r#"{"metadata":"x","spec":[1,null,true]}"#.into()).unwrap();
-        assert_eq!(
-            tree_without_managed_fields(&odd).unwrap(),
-            json!({"metadata": "x", "spec": [1, null, true]})
-        );
-        let trailing = RawValue::from_string("[1]".into()).unwrap();
-        assert_eq!(tree_without_managed_fields(&trailing).unwrap(), json!([1]));
     }
 
     #[test]

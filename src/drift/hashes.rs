@@ -1,32 +1,43 @@
 //! DestinationRule subsets and Services: the `rollouts-pod-template-hash` label/selector, the
 //! managed-by annotation, and (DestinationRule) the experiment subsets the controller appended.
 
-use super::patch::{at, Patcher};
+use super::patch::{at, Doc, Patcher};
 use super::{owner, rollouts_for, Notes};
 use crate::index::Lookup;
 use crate::model::roles::Roles;
-use crate::model::{Kind, ObjectKey, Rollout, ANNOTATION_MANAGED_BY, POD_TEMPLATE_HASH};
+use crate::model::{
+    Kind, ObjectKey, Rollout, ANNOTATION_MANAGED_BY, ANNOTATION_SKIP, POD_TEMPLATE_HASH,
+};
 use serde_json::Value;
 use std::sync::Arc;
 
-fn meta_name(raw: &Value) -> Option<&str> {
-    raw.pointer("/metadata/name").and_then(Value::as_str)
+fn skip(doc: &mut Doc<'_>) -> bool {
+    doc.str_at(&at!["metadata", "annotations", ANNOTATION_SKIP])
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-fn skip(raw: &Value) -> bool {
-    raw.pointer(&format!(
-        "/metadata/annotations/{}",
-        crate::model::ANNOTATION_SKIP.replace('/', "~1")
-    ))
-    .and_then(Value::as_str)
-    .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+fn annotation(doc: &mut Doc<'_>) -> Option<String> {
+    doc.str_at(&at!["metadata", "annotations", ANNOTATION_MANAGED_BY])
+        .map(str::to_string)
 }
 
-fn annotation(raw: &Value) -> Option<&str> {
-    raw.get("metadata")?
-        .get("annotations")?
-        .get(ANNOTATION_MANAGED_BY)?
-        .as_str()
+/// `subsets[i].name` and its `rollouts-pod-template-hash` label.
+fn subset(doc: &mut Doc<'_>, i: usize) -> (Option<String>, Option<String>) {
+    let name = doc
+        .str_at(&at!["spec", "subsets", i, "name"])
+        .map(str::to_string);
+    let hash = doc
+        .str_at(&at!["spec", "subsets", i, "labels", POD_TEMPLATE_HASH])
+        .map(str::to_string);
+    (name, hash)
+}
+
+fn subset_count(doc: &mut Doc<'_>) -> usize {
+    doc.len_at(&at!["spec", "subsets"]).unwrap_or(0)
+}
+
+fn has_subset(doc: &mut Doc<'_>, name: &str) -> bool {
+    (0..subset_count(doc)).any(|i| doc.str_at(&at!["spec", "subsets", i, "name"]) == Some(name))
 }
 
 /// The one Rollout whose controller-owned fields this object carries, or `None` with a warning
@@ -57,15 +68,15 @@ fn single_owner(
 /// managed-by annotation names must exist, or the answer cannot be known.
 fn owners(
     key: &ObjectKey,
-    request: &Value,
-    live: Option<&Value>,
+    request: &mut Doc<'_>,
+    live: Option<&mut Doc<'_>>,
     world: &dyn Lookup,
     notes: &mut Notes,
 ) -> Option<Arc<Rollout>> {
     let rollouts = rollouts_for(key, world, notes);
     if rollouts.is_empty() {
         if let Some(name) = live.and_then(annotation).or_else(|| annotation(request)) {
-            if world.rollout(&key.namespace, name).is_none() {
+            if world.rollout(&key.namespace, &name).is_none() {
                 notes.warn(format!(
                     "rollout-guard: nothing restored on {key}: Rollout {}/{name} named by its managed-by annotation is not known",
                     key.namespace
@@ -82,22 +93,24 @@ fn owners(
 fn owned(
     kind: Kind,
     namespace: &str,
-    live: Option<&Value>,
+    live: Option<&mut Doc<'_>>,
     world: &dyn Lookup,
-    patcher: &Patcher,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) -> Option<(ObjectKey, Arc<Rollout>)> {
     let request = patcher.doc();
-    let name = meta_name(request)?;
+    let name = request
+        .str_at(&at!["metadata", "name"])
+        .map(str::to_string)?;
     if skip(request) {
         return None;
     }
     let ns = request
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
+        .str_at(&at!["metadata", "namespace"])
         .filter(|n| !n.is_empty())
-        .unwrap_or(namespace);
-    let key = ObjectKey::new(kind, ns, name);
+        .unwrap_or(namespace)
+        .to_string();
+    let key = ObjectKey::new(kind, &ns, &name);
     let rollout = owners(&key, request, live, world, notes)?;
     Some((key, rollout))
 }
@@ -121,19 +134,20 @@ fn status_hashes(rollout: &Rollout) -> Result<(Option<String>, Option<String>), 
 fn restore_annotation(
     key: &ObjectKey,
     rollout: &Rollout,
-    live: Option<&Value>,
-    patcher: &mut Patcher,
+    live: Option<&mut Doc<'_>>,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
     let want = match live {
-        Some(l) => annotation(l).map(str::to_string),
+        Some(l) => annotation(l),
         None => Some(rollout.meta.name.clone()),
     };
     let Some(want) = want else { return };
-    if annotation(patcher.doc()) == Some(want.as_str()) {
+    let had = annotation(patcher.doc());
+    if had.as_deref() == Some(want.as_str()) {
         return;
     }
-    let had = annotation(patcher.doc()).unwrap_or("none").to_string();
+    let had = had.unwrap_or_else(|| "none".to_string());
     if patcher.set(
         &at!["metadata", "annotations", ANNOTATION_MANAGED_BY],
         Value::from(want.clone()),
@@ -147,15 +161,15 @@ fn restore_annotation(
 
 pub(super) fn restore_destination_rule(
     namespace: &str,
-    live: Option<&Value>,
+    mut live: Option<&mut Doc<'_>>,
     world: &dyn Lookup,
-    patcher: &mut Patcher,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
     let Some((key, rollout)) = owned(
         Kind::DestinationRule,
         namespace,
-        live,
+        live.as_deref_mut(),
         world,
         patcher,
         notes,
@@ -168,7 +182,7 @@ pub(super) fn restore_destination_rule(
 
     // The hash each controller-owned subset should carry.
     let mut wanted: Vec<(String, String)> = Vec::new();
-    match live {
+    match live.as_deref_mut() {
         Some(live) => {
             let roles = Roles::of(&rollout);
             let owned = |n: &str| {
@@ -176,21 +190,11 @@ pub(super) fn restore_destination_rule(
                     || n == dr_ref.stable_subset_name
                     || roles.experiment_services.iter().any(|e| e == n)
             };
-            for subset in live
-                .pointer("/spec/subsets")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let Some(n) = subset.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                let hash = subset
-                    .get("labels")
-                    .and_then(|l| l.get(POD_TEMPLATE_HASH))
-                    .and_then(Value::as_str);
-                if let (true, Some(h)) = (owned(n), hash) {
-                    wanted.push((n.to_string(), h.to_string()));
+            for i in 0..subset_count(live) {
+                if let (Some(n), Some(h)) = subset(live, i) {
+                    if owned(&n) {
+                        wanted.push((n, h));
+                    }
                 }
             }
             restore_experiment_subsets(&key, &rollout, &roles, live, patcher, notes);
@@ -209,33 +213,24 @@ pub(super) fn restore_destination_rule(
             }
         },
     }
-    for (subset, hash) in wanted {
-        let subsets = patcher
-            .doc()
-            .pointer("/spec/subsets")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let Some(i) = subsets
-            .iter()
-            .position(|s| s.get("name").and_then(Value::as_str) == Some(subset.as_str()))
-        else {
+    for (name, hash) in wanted {
+        let request = patcher.doc();
+        let Some((i, had)) = (0..subset_count(request)).find_map(|i| match subset(request, i) {
+            (Some(n), had) if n == name => Some((i, had)),
+            _ => None,
+        }) else {
             continue;
         };
-        let had = subsets[i]
-            .get("labels")
-            .and_then(|l| l.get(POD_TEMPLATE_HASH))
-            .and_then(Value::as_str);
-        if had == Some(hash.as_str()) {
+        if had.as_deref() == Some(hash.as_str()) {
             continue;
         }
-        let had = had.unwrap_or("none").to_string();
+        let had = had.unwrap_or_else(|| "none".to_string());
         if patcher.set(
             &at!["spec", "subsets", i, "labels", POD_TEMPLATE_HASH],
             Value::from(hash.clone()),
         ) {
             notes.restored(format!(
-                "rollout-guard: kept {POD_TEMPLATE_HASH}={hash} on {key} subset {subset:?} {}; request had {had}",
+                "rollout-guard: kept {POD_TEMPLATE_HASH}={hash} on {key} subset {name:?} {}; request had {had}",
                 owner(&rollout)
             ));
         }
@@ -248,44 +243,33 @@ fn restore_experiment_subsets(
     key: &ObjectKey,
     rollout: &Rollout,
     roles: &Roles,
-    live: &Value,
-    patcher: &mut Patcher,
+    live: &mut Doc<'_>,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
-    for subset in live
-        .pointer("/spec/subsets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(n) = subset.get("name").and_then(Value::as_str) else {
+    for i in 0..subset_count(live) {
+        let (Some(n), _) = subset(live, i) else {
             continue;
         };
-        if !roles.experiment_services.iter().any(|e| e == n) {
+        if !roles.experiment_services.contains(&n) {
             continue;
         }
-        let present = patcher
-            .doc()
-            .pointer("/spec/subsets")
-            .and_then(Value::as_array)
-            .is_some_and(|s| {
-                s.iter()
-                    .any(|x| x.get("name").and_then(Value::as_str) == Some(n))
-            });
-        if present {
+        if has_subset(patcher.doc(), &n) {
             continue;
         }
-        if patcher.doc().pointer("/spec/subsets").is_none()
+        if !patcher.doc().exists(&at!["spec", "subsets"])
             && !patcher.set(&at!["spec", "subsets"], Value::Array(Vec::new()))
         {
             continue;
         }
-        let len = patcher
-            .doc()
-            .pointer("/spec/subsets")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        if patcher.insert(&at!["spec", "subsets"], len, subset.clone()) {
+        let Some(value) = live
+            .get(&at!["spec", "subsets", i])
+            .and_then(|s| s.to_value())
+        else {
+            continue;
+        };
+        let len = subset_count(patcher.doc());
+        if patcher.insert(&at!["spec", "subsets"], len, value) {
             notes.restored(format!(
                 "rollout-guard: kept experiment subset {n:?} on {key} {}; request dropped it",
                 owner(rollout)
@@ -296,12 +280,19 @@ fn restore_experiment_subsets(
 
 pub(super) fn restore_service(
     namespace: &str,
-    live: Option<&Value>,
+    mut live: Option<&mut Doc<'_>>,
     world: &dyn Lookup,
-    patcher: &mut Patcher,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
-    let Some((key, rollout)) = owned(Kind::Service, namespace, live, world, patcher, notes) else {
+    let Some((key, rollout)) = owned(
+        Kind::Service,
+        namespace,
+        live.as_deref_mut(),
+        world,
+        patcher,
+        notes,
+    ) else {
         return;
     };
     let name = key.name.to_string();
@@ -312,11 +303,9 @@ pub(super) fn restore_service(
     if !is_canary && !is_stable {
         return;
     }
-    let want = match live {
-        Some(live) => live
-            .pointer(&format!("/spec/selector/{POD_TEMPLATE_HASH}"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
+    let selector_hash = at!["spec", "selector", POD_TEMPLATE_HASH];
+    let want = match live.as_deref_mut() {
+        Some(live) => live.str_at(&selector_hash).map(str::to_string),
         None => match status_hashes(&rollout) {
             Ok((canary, stable)) => {
                 if is_canary {
@@ -335,17 +324,10 @@ pub(super) fn restore_service(
         },
     };
     if let Some(hash) = want {
-        let had = patcher
-            .doc()
-            .pointer(&format!("/spec/selector/{POD_TEMPLATE_HASH}"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let had = patcher.doc().str_at(&selector_hash).map(str::to_string);
         if had.as_deref() != Some(hash.as_str()) {
             let had = had.unwrap_or_else(|| "none".to_string());
-            if patcher.set(
-                &at!["spec", "selector", POD_TEMPLATE_HASH],
-                Value::from(hash.clone()),
-            ) {
+            if patcher.set(&selector_hash, Value::from(hash.clone())) {
                 notes.restored(format!(
                     "rollout-guard: kept selector {POD_TEMPLATE_HASH}={hash} on {key} {}; request had {had}",
                     owner(&rollout)

@@ -4,7 +4,8 @@
 //! re-apply carries stale values for those; this module computes the JSONPatch that puts the
 //! live values back into the request, and a warning per restore.
 //!
-//! Pure: (request object, live object, index) in, patch and warnings out.
+//! Pure: (request object, live object, index) in, patch and warnings out. Both objects are read
+//! from their JSON text only where a controller-owned field is (see [`patch::Doc`]).
 
 mod hashes;
 mod patch;
@@ -13,7 +14,8 @@ mod virtualservice;
 pub use patch::Patcher;
 
 use crate::index::Lookup;
-use crate::model::{Kind, ObjectKey, Rollout};
+use crate::model::{Kind, Object, ObjectKey, Rollout};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// What the drift guard decided for one request.
@@ -30,26 +32,44 @@ pub struct Mutation {
     pub status_disagreements: usize,
 }
 
-/// Restores controller-owned fields in `object` (the request's object, taken: the patch is
-/// planned on it). `live` is `oldObject` on UPDATE and `None` on CREATE.
+/// The object a request writes: its JSON text, and its view as the caller already read it.
+#[derive(Clone, Copy)]
+pub struct Written<'a> {
+    pub raw: &'a RawValue,
+    pub view: &'a Object,
+}
+
+/// Restores controller-owned fields in the request's object (the patch is planned on its text).
+/// `live` is `oldObject` on UPDATE and `None` on CREATE; `namespace` is the request's, for
+/// objects that do not name their own.
 pub fn restore(
-    kind: Kind,
     namespace: &str,
-    object: Value,
-    live: Option<&Value>,
+    request: Written<'_>,
+    live: Option<&RawValue>,
     world: &dyn Lookup,
 ) -> Mutation {
-    let mut patcher = Patcher::new(object);
+    let mut patcher = Patcher::new(request.raw);
     let mut notes = Notes::default();
-    match kind {
-        Kind::VirtualService => {
-            virtualservice::restore(namespace, live, world, &mut patcher, &mut notes)
+    let mut live_doc = live.map(patch::Doc::new);
+    match request.view {
+        Object::VirtualService(vs) => {
+            virtualservice::restore(namespace, vs, live, world, &mut patcher, &mut notes)
         }
-        Kind::DestinationRule => {
-            hashes::restore_destination_rule(namespace, live, world, &mut patcher, &mut notes)
-        }
-        Kind::Service => hashes::restore_service(namespace, live, world, &mut patcher, &mut notes),
-        Kind::Rollout => {}
+        Object::DestinationRule(_) => hashes::restore_destination_rule(
+            namespace,
+            live_doc.as_mut(),
+            world,
+            &mut patcher,
+            &mut notes,
+        ),
+        Object::Service(_) => hashes::restore_service(
+            namespace,
+            live_doc.as_mut(),
+            world,
+            &mut patcher,
+            &mut notes,
+        ),
+        Object::Rollout(_) => {}
     }
     Mutation {
         patch: patcher.into_ops(),
@@ -58,6 +78,34 @@ pub fn restore(
         kept: notes.kept,
         status_disagreements: notes.status_disagreements,
     }
+}
+
+/// [`restore`] on objects held as trees (`explain`, tests): each is written out as text and
+/// read as the webhook reads a request. An object that is not a valid one of `kind` gets no
+/// patch, as a request with it gets none.
+pub fn restore_values(
+    kind: Kind,
+    namespace: &str,
+    object: &Value,
+    live: Option<&Value>,
+    world: &dyn Lookup,
+) -> Mutation {
+    let text = |v: &Value| RawValue::from_string(v.to_string());
+    let (Ok(raw), Ok(live)) = (text(object), live.map(text).transpose()) else {
+        return Mutation::default();
+    };
+    let Ok(view) = Object::parse_kind_raw(kind, &raw, namespace) else {
+        return Mutation::default();
+    };
+    restore(
+        namespace,
+        Written {
+            raw: &raw,
+            view: &view,
+        },
+        live.as_deref(),
+        world,
+    )
 }
 
 #[derive(Debug, Default)]

@@ -1,17 +1,21 @@
-//! Builds a JSONPatch while applying it to a copy of the request object, so that every operation
-//! refers to the document as the operations before it left it (RFC 6902 applies them in order).
+//! Builds a JSONPatch while applying it to the request object, so that every operation refers
+//! to the document as the operations before it left it (RFC 6902 applies them in order).
+//!
+//! The document is never read whole: [`Doc`] splits the request's JSON text one level at a time,
+//! only along the paths the drift guard reads or writes (`metadata.annotations`, one route's
+//! weights, the subsets); every other member (`managedFields`, the pod template, the other
+//! routes) stays the text it came as.
 //!
 //! The operations are `json_patch` types and their paths `jsonptr` pointers: keys are escaped by
 //! the library (RFC 6901: `~` as `~0`, `/` as `~1`), never by string replacement here.
 
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-
-pub struct Patcher {
-    doc: Value,
-    ops: Vec<PatchOperation>,
-}
+use std::borrow::Cow;
+use std::fmt;
 
 /// One step of a path into the document: an object key or an array index. (A JSON Pointer alone
 /// does not say which: `0` may be either.)
@@ -54,18 +58,156 @@ fn pointer(path: &[Step]) -> PointerBuf {
     PointerBuf::from_tokens(path.iter().map(Step::token))
 }
 
-fn get<'a>(doc: &'a Value, path: &[Step]) -> Option<&'a Value> {
-    path.iter().try_fold(doc, |v, step| match step {
-        Step::Key(k) => v.get(k.as_str()),
-        Step::Index(i) => v.get(*i),
-    })
+/// A part of a document: still its text, or split one level, or a scalar.
+#[derive(Debug)]
+pub enum Node<'a> {
+    /// Not looked into yet.
+    Text(&'a RawValue),
+    /// Members in document order. A repeated key is looked up as its last occurrence, as a JSON
+    /// reader that keeps the last value (serde_json's, Go's) sees it.
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+    Array(Vec<Node<'a>>),
+    /// A string, number, boolean or null.
+    Scalar(Value),
 }
 
-fn get_mut<'a>(doc: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
-    path.iter().try_fold(doc, |v, step| match step {
-        Step::Key(k) => v.get_mut(k.as_str()),
-        Step::Index(i) => v.get_mut(*i),
-    })
+impl<'a> Node<'a> {
+    fn from_value(value: Value) -> Node<'a> {
+        match value {
+            Value::Object(map) => Node::Object(
+                map.into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Node::from_value(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Node::Array(items.into_iter().map(Node::from_value).collect()),
+            scalar => Node::Scalar(scalar),
+        }
+    }
+
+    /// Splits a [`Node::Text`] one level. The text is valid JSON (it was read as a `RawValue`),
+    /// so an error here is a nesting limit: the part is then treated as unreachable.
+    fn open(&mut self) -> Option<()> {
+        let Node::Text(raw) = self else {
+            return Some(());
+        };
+        let text = raw.get();
+        *self = match text.trim_start().as_bytes().first() {
+            Some(b'{') => Node::Object(serde_json::from_str::<Members<'a>>(text).ok()?.0),
+            Some(b'[') => Node::Array(serde_json::from_str::<Items<'a>>(text).ok()?.0),
+            _ => Node::Scalar(serde_json::from_str(text).ok()?),
+        };
+        Some(())
+    }
+
+    /// The child at `step`, opening this node first.
+    fn child(&mut self, step: &Step) -> Option<&mut Node<'a>> {
+        self.open()?;
+        match (self, step) {
+            (Node::Object(members), Step::Key(k)) => members
+                .iter_mut()
+                .rev()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v),
+            (Node::Array(items), Step::Index(i)) => items.get_mut(*i),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Scalar(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The whole part as a JSON value (what an `add` of it to another document carries);
+    /// `None` only past serde_json's nesting limit.
+    pub fn to_value(&self) -> Option<Value> {
+        Some(match self {
+            Node::Text(raw) => serde_json::from_str(raw.get()).ok()?,
+            Node::Object(members) => {
+                let mut map = Map::new();
+                for (k, v) in members {
+                    map.insert(k.to_string(), v.to_value()?);
+                }
+                Value::Object(map)
+            }
+            Node::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(Node::to_value)
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            Node::Scalar(v) => v.clone(),
+        })
+    }
+
+    /// Whether this part equals `value`, without reading more of it than the answer needs.
+    fn equals(&mut self, value: &Value) -> bool {
+        if self.open().is_none() {
+            return false;
+        }
+        match (self, value) {
+            (Node::Scalar(a), b) => a == b,
+            (Node::Array(items), Value::Array(want)) => {
+                items.len() == want.len() && items.iter_mut().zip(want).all(|(n, v)| n.equals(v))
+            }
+            (node @ Node::Object(_), Value::Object(_)) => node.to_value().as_ref() == Some(value),
+            _ => false,
+        }
+    }
+}
+
+/// A JSON document read lazily (see the module's comment).
+#[derive(Debug)]
+pub struct Doc<'a> {
+    root: Node<'a>,
+}
+
+impl<'a> Doc<'a> {
+    pub fn new(raw: &'a RawValue) -> Self {
+        Doc {
+            root: Node::Text(raw),
+        }
+    }
+
+    /// The part at `path`, split as far as the path goes; `None` when it is not there.
+    pub fn get(&mut self, path: &[Step]) -> Option<&Node<'a>> {
+        self.get_mut(path).map(|n| &*n)
+    }
+
+    fn get_mut(&mut self, path: &[Step]) -> Option<&mut Node<'a>> {
+        let mut node = &mut self.root;
+        for step in path {
+            node = node.child(step)?;
+        }
+        node.open()?;
+        Some(node)
+    }
+
+    pub fn str_at(&mut self, path: &[Step]) -> Option<&str> {
+        self.get(path).and_then(Node::as_str)
+    }
+
+    /// The length of the array at `path`; `None` when there is no array there.
+    pub fn len_at(&mut self, path: &[Step]) -> Option<usize> {
+        match self.get(path)? {
+            Node::Array(items) => Some(items.len()),
+            _ => None,
+        }
+    }
+
+    pub fn exists(&mut self, path: &[Step]) -> bool {
+        self.get(path).is_some()
+    }
+
+    /// The whole document as a JSON value (tests compare it with the patched request).
+    #[cfg(test)]
+    pub fn to_value(&self) -> Value {
+        self.root
+            .to_value()
+            .expect("a test document within the nesting limit")
+    }
 }
 
 /// `replace` when the target exists, `add` otherwise.
@@ -78,32 +220,35 @@ fn set_op(exists: bool, path: &[Step], value: Value) -> PatchOperation {
     }
 }
 
-impl Patcher {
-    pub fn new(doc: Value) -> Self {
+/// The request object and the operations planned on it so far.
+pub struct Patcher<'a> {
+    doc: Doc<'a>,
+    ops: Vec<PatchOperation>,
+}
+
+impl<'a> Patcher<'a> {
+    pub fn new(request: &'a RawValue) -> Self {
         Patcher {
-            doc,
+            doc: Doc::new(request),
             ops: Vec::new(),
         }
     }
 
-    pub fn doc(&self) -> &Value {
-        &self.doc
+    /// The request object as the operations so far leave it.
+    pub fn doc(&mut self) -> &mut Doc<'a> {
+        &mut self.doc
     }
 
     pub fn into_ops(self) -> Vec<PatchOperation> {
         self.ops
     }
 
-    pub fn get(&self, path: &[Step]) -> Option<&Value> {
-        get(&self.doc, path)
-    }
-
     /// Sets `path` to `value`: `replace` when it exists, `add` otherwise, creating missing
     /// parent objects (never arrays) on the way. No operation when the value is already there.
     /// Returns false when the path cannot be reached (a parent is not an object).
     pub fn set(&mut self, path: &[Step], value: Value) -> bool {
-        if let Some(current) = get(&self.doc, path) {
-            if *current == value {
+        if let Some(current) = self.doc.get_mut(path) {
+            if current.equals(&value) {
                 return true;
             }
         }
@@ -114,10 +259,10 @@ impl Patcher {
         for depth in 0..parents.len() {
             let prefix = &parents[..=depth];
             let next = path.get(depth + 1);
-            match (get(&self.doc, prefix), next) {
-                (Some(Value::Object(_)), Some(Step::Key(_))) => continue,
-                (Some(Value::Array(items)), Some(Step::Index(i))) if *i < items.len() => continue,
-                (Some(Value::Null) | None, Some(Step::Key(_)))
+            match (self.doc.get(prefix), next) {
+                (Some(Node::Object(_)), Some(Step::Key(_))) => continue,
+                (Some(Node::Array(items)), Some(Step::Index(i))) if *i < items.len() => continue,
+                (Some(Node::Scalar(Value::Null)) | None, Some(Step::Key(_)))
                     if matches!(prefix.last(), Some(Step::Key(_))) =>
                 {
                     if !self.put(prefix, Value::Object(Map::new())) {
@@ -127,15 +272,9 @@ impl Patcher {
                 _ => return false,
             }
         }
-        let exists = get(&self.doc, path).is_some();
-        match (last, get_mut(&mut self.doc, parents)) {
-            (Step::Key(k), Some(Value::Object(map))) => {
-                map.insert(k.clone(), value.clone());
-            }
-            (Step::Index(i), Some(Value::Array(items))) if *i < items.len() => {
-                items[*i] = value.clone()
-            }
-            _ => return false,
+        let exists = self.doc.exists(path);
+        if !place(self.doc.get_mut(parents), last, &value) {
+            return false;
         }
         self.ops.push(set_op(exists, path, value));
         true
@@ -143,15 +282,15 @@ impl Patcher {
 
     /// `add` of a new key under an existing (or null/missing) parent object.
     fn put(&mut self, path: &[Step], value: Value) -> bool {
-        let Some((Step::Key(k), parents)) = path.split_last() else {
+        let Some((last @ Step::Key(_), parents)) = path.split_last() else {
             return false;
         };
-        let exists = get(&self.doc, path).is_some();
-        match get_mut(&mut self.doc, parents) {
-            Some(Value::Object(map)) => {
-                map.insert(k.clone(), value.clone());
-            }
-            _ => return false,
+        let exists = self.doc.exists(path);
+        if !matches!(self.doc.get(parents), Some(Node::Object(_))) {
+            return false;
+        }
+        if !place(self.doc.get_mut(parents), last, &value) {
+            return false;
         }
         self.ops.push(set_op(exists, path, value));
         true
@@ -159,11 +298,11 @@ impl Patcher {
 
     /// Inserts `value` at `index` of the array at `path` (appends when `index` is past the end).
     pub fn insert(&mut self, path: &[Step], index: usize, value: Value) -> bool {
-        let Some(Value::Array(items)) = get_mut(&mut self.doc, path) else {
+        let Some(Node::Array(items)) = self.doc.get_mut(path) else {
             return false;
         };
         let index = index.min(items.len());
-        items.insert(index, value.clone());
+        items.insert(index, Node::from_value(value.clone()));
         let mut full = path.to_vec();
         full.push(Step::Index(index));
         self.ops.push(PatchOperation::Add(AddOperation {
@@ -174,20 +313,112 @@ impl Patcher {
     }
 }
 
+/// Writes `value` as the member `last` of `parent` (an object key, or an index within an array).
+fn place(parent: Option<&mut Node<'_>>, last: &Step, value: &Value) -> bool {
+    match (parent, last) {
+        (Some(Node::Object(members)), Step::Key(k)) => {
+            let node = Node::from_value(value.clone());
+            match members.iter_mut().rev().find(|(name, _)| name == k) {
+                Some((_, slot)) => *slot = node,
+                None => members.push((Cow::Owned(k.clone()), node)),
+            }
+            true
+        }
+        (Some(Node::Array(items)), Step::Index(i)) if *i < items.len() => {
+            items[*i] = Node::from_value(value.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// An object's members, keys borrowed where they have no escapes, values as text.
+struct Members<'a>(Vec<(Cow<'a, str>, Node<'a>)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((Key(k), v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    out.push((k, Node::Text(v)));
+                }
+                Ok(Members(out))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// An object key: borrowed from the text, or decoded when it has an escape in it.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyText;
+        impl<'de> Visitor<'de> for KeyText {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyText)
+    }
+}
+
+/// An array's items as text.
+struct Items<'a>(Vec<Node<'a>>);
+
+impl<'de> serde::Deserialize<'de> for Items<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Elements;
+        impl<'de> Visitor<'de> for Elements {
+            type Value = Items<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON array")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    out.push(Node::Text(item));
+                }
+                Ok(Items(out))
+            }
+        }
+        deserializer.deserialize_seq(Elements)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::drift::testing::apply;
     use serde_json::json;
 
+    fn text(doc: &Value) -> Box<RawValue> {
+        RawValue::from_string(doc.to_string()).expect("valid JSON")
+    }
+
     #[test]
     fn set_replaces_adds_and_creates_parents() {
         let doc = json!({"metadata": {"name": "x"}, "spec": {"subsets": [{"name": "canary"}]}});
-        let mut p = Patcher::new(doc.clone());
+        let raw = text(&doc);
+        let mut p = Patcher::new(&raw);
         assert!(p.set(&at!["metadata", "annotations", "a/b"], json!("v")));
         assert!(p.set(&at!["spec", "subsets", 0, "labels", "h"], json!("1")));
         assert!(p.set(&at!["metadata", "name"], json!("x")));
-        let expected = p.doc().clone();
+        let expected = p.doc().to_value();
         let ops = p.into_ops();
         assert_eq!(ops.len(), 4, "{ops:?}");
         assert_eq!(ops[1].path().as_str(), "/metadata/annotations/a~1b");
@@ -201,7 +432,8 @@ mod tests {
         let managed = "argo-rollouts.argoproj.io/managed-by-rollouts";
         let doc = json!({"metadata": {"annotations": {managed: "old", "argo-rollouts.argoproj.io": {}}},
             "spec": {"subsets": [{"name": "canary", "labels": {"app": "x"}}]}});
-        let mut p = Patcher::new(doc.clone());
+        let raw = text(&doc);
+        let mut p = Patcher::new(&raw);
         assert!(p.set(&at!["metadata", "annotations", managed], json!("checkout")));
         assert!(p.set(
             &at!["spec", "subsets", 0, "labels", "rollouts-pod-template-hash"],
@@ -212,7 +444,7 @@ mod tests {
             json!("n")
         ));
         assert!(p.set(&at!["metadata", "labels", "odd~key/~1"], json!("t")));
-        let expected = p.doc().clone();
+        let expected = p.doc().to_value();
         let ops = p.into_ops();
         let paths: Vec<&str> = ops.iter().map(|op| op.path().as_str()).collect();
         assert_eq!(
@@ -249,11 +481,12 @@ mod tests {
     #[test]
     fn insert_keeps_order_of_operations() {
         let doc = json!({"spec": {"http": [{"name": "primary"}]}});
-        let mut p = Patcher::new(doc.clone());
+        let raw = text(&doc);
+        let mut p = Patcher::new(&raw);
         p.insert(&at!["spec", "http"], 0, json!({"name": "h1"}));
         p.insert(&at!["spec", "http"], 1, json!({"name": "h2"}));
         p.insert(&at!["spec", "http"], 9, json!({"name": "last"}));
-        let expected = p.doc().clone();
+        let expected = p.doc().to_value();
         assert_eq!(
             expected["spec"]["http"]
                 .as_array()
@@ -268,8 +501,63 @@ mod tests {
 
     #[test]
     fn unreachable_paths_are_refused() {
-        let mut p = Patcher::new(json!({"spec": {"subsets": "oops"}}));
+        let raw = text(&json!({"spec": {"subsets": "oops"}}));
+        let mut p = Patcher::new(&raw);
         assert!(!p.set(&at!["spec", "subsets", 0, "labels"], json!({})));
         assert!(p.into_ops().is_empty());
+    }
+
+    fn member<'a, 'b>(node: &'b Node<'a>, key: &str) -> &'b Node<'a> {
+        match node {
+            Node::Object(members) => &members.iter().find(|(k, _)| k == key).expect("a member").1,
+            other => panic!("expected an object, found {other:?}"),
+        }
+    }
+
+    /// What is not on a path the drift guard asks for stays text: `managedFields` and `spec` are
+    /// never split when only an annotation is read and written.
+    #[test]
+    fn only_the_parts_on_a_path_are_split() {
+        let doc = json!({"metadata": {"name": "a", "managedFields": [{"manager": "argocd", "fieldsV1": {"f:spec": {}}}],
+            "annotations": {"x": "y"}}, "spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}});
+        let raw = text(&doc);
+        let mut p = Patcher::new(&raw);
+        assert_eq!(
+            p.doc().str_at(&at!["metadata", "annotations", "x"]),
+            Some("y")
+        );
+        assert!(p.set(&at!["metadata", "annotations", "x"], json!("z")));
+        let root = &p.doc().root;
+        assert!(matches!(member(root, "spec"), Node::Text(_)));
+        let metadata = member(root, "metadata");
+        assert!(matches!(member(metadata, "managedFields"), Node::Text(_)));
+        assert!(matches!(member(metadata, "annotations"), Node::Object(_)));
+        let mut expected = doc.clone();
+        expected["metadata"]["annotations"]["x"] = json!("z");
+        assert_eq!(p.doc().to_value(), expected);
+        assert_eq!(apply(&doc, &p.into_ops()), expected);
+    }
+
+    /// A repeated key is its last occurrence (as serde_json and Go read it); a key with an escape
+    /// in its text is found by what it decodes to.
+    #[test]
+    fn repeated_and_escaped_keys() {
+        let raw = RawValue::from_string(r#"{"w": 1, "w": 2, "a\/b": "x", "list": []}"#.into())
+            .expect("valid JSON");
+        let mut p = Patcher::new(&raw);
+        assert_eq!(
+            p.doc().get(&at!["w"]).and_then(|n| n.to_value()),
+            Some(json!(2))
+        );
+        assert_eq!(p.doc().str_at(&at!["a/b"]), Some("x"));
+        assert!(p.set(&at!["w"], json!(2)), "already so: no operation");
+        assert!(p.set(&at!["list"], json!([])), "already so: no operation");
+        assert!(p.set(&at!["w"], json!(3)));
+        let ops = p.into_ops();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        assert_eq!(
+            serde_json::to_value(&ops[0]).expect("serialisable"),
+            json!({"op": "replace", "path": "/w", "value": 3})
+        );
     }
 }

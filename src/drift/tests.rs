@@ -2,7 +2,7 @@
 //! with the expected object.
 
 use super::testing::apply;
-use super::{restore, Mutation};
+use super::{restore_values, Mutation};
 use crate::index::Index;
 use crate::model::{Kind, Object};
 use serde_json::{json, Value};
@@ -56,7 +56,7 @@ fn http(name: &str, s: i64, c: i64) -> Value {
 }
 
 fn run(kind: Kind, request: &Value, live: Option<&Value>, index: &Index) -> Mutation {
-    restore(kind, "shop", request.clone(), live, index)
+    restore_values(kind, "shop", request, live, index)
 }
 
 /// The request, with the patch applied, must equal `expected`; a second review of the patched

@@ -1,13 +1,14 @@
 //! VirtualService: the weights of the routes a Rollout manages, and the header/mirror routes
 //! the controller inserted.
 
-use super::patch::{at, Patcher, Step};
+use super::patch::{at, Doc, Patcher, Step};
 use super::{owner, rollouts_for, Notes};
 use crate::index::Lookup;
 use crate::model::roles::{Role, Roles};
 use crate::model::routes::{self, Selection};
 use crate::model::virtualservice::{tcp_route_port, tls_route_identity, RouteDestination};
 use crate::model::{Kind, ObjectKey, Rollout, VirtualService};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -93,16 +94,18 @@ struct Claim {
     roles: Roles,
 }
 
+/// `request` is the view of the object the patcher holds the text of. Restoring weights and
+/// experiment destinations changes neither the routes' names nor their order, so the view
+/// stays true of the routes for the whole weight pass; the managed routes, inserted last, are
+/// looked up in the patched text itself.
 pub(super) fn restore(
     namespace: &str,
-    live: Option<&Value>,
+    request: &VirtualService,
+    live: Option<&RawValue>,
     world: &dyn Lookup,
-    patcher: &mut Patcher,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
-    let Ok(request) = parse(patcher.doc(), namespace) else {
-        return;
-    };
     let key = ObjectKey::new(
         Kind::VirtualService,
         &request.meta.namespace,
@@ -123,15 +126,24 @@ pub(super) fn restore(
                 ));
                 return;
             };
-            restore_from_live(&key, &live, live_raw, &rollouts, patcher, notes);
+            let mut live_doc = Doc::new(live_raw);
+            restore_from_live(
+                &key,
+                &live,
+                request,
+                &mut live_doc,
+                &rollouts,
+                patcher,
+                notes,
+            );
         }
-        None => restore_from_status(&key, &request, &rollouts, patcher, notes),
+        None => restore_from_status(&key, request, &rollouts, patcher, notes),
     }
 }
 
-fn parse(raw: &Value, namespace: &str) -> Result<VirtualService, ()> {
-    match crate::model::Object::parse_kind(Kind::VirtualService, raw, namespace) {
-        Ok(crate::model::Object::VirtualService(vs)) => Ok(Arc::unwrap_or_clone(vs)),
+fn parse(raw: &RawValue, namespace: &str) -> Result<Arc<VirtualService>, ()> {
+    match crate::model::Object::parse_kind_raw(Kind::VirtualService, raw, namespace) {
+        Ok(crate::model::Object::VirtualService(vs)) => Ok(vs),
         _ => Err(()),
     }
 }
@@ -212,9 +224,10 @@ fn route_path(id: &RouteId, index: usize) -> Vec<Step> {
 fn restore_from_live(
     key: &ObjectKey,
     live: &VirtualService,
-    live_raw: &Value,
+    request: &VirtualService,
+    live_doc: &mut Doc<'_>,
     rollouts: &[Arc<Rollout>],
-    patcher: &mut Patcher,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
     for (id, live_index, rollout) in owned_routes(key, live, rollouts, notes) {
@@ -222,14 +235,11 @@ fn restore_from_live(
             rollout: rollout.clone(),
             roles: Roles::of(rollout),
         };
-        let Ok(request) = parse(patcher.doc(), &key.namespace) else {
-            return;
-        };
-        let Some(index) = id.find(&request) else {
+        let Some(index) = id.find(request) else {
             continue;
         };
         let live_dests = id.destinations(live, live_index);
-        let request_dests = id.destinations(&request, index).to_vec();
+        let request_dests = id.destinations(request, index);
         let mut changed = false;
         for (j, live_dest) in live_dests.iter().enumerate() {
             let role = claim.roles.classify(&live_dest.destination);
@@ -249,14 +259,13 @@ fn restore_from_live(
                 Some(_) => {}
                 None if role == Role::Experiment => {
                     // The controller added this experiment destination; Git does not have it.
-                    if let Some(raw) =
-                        live_raw.pointer(&format!("/spec/{}/{live_index}/route/{j}", id.section()))
-                    {
-                        let len = patcher
-                            .get(&route_path(&id, index))
-                            .and_then(Value::as_array)
-                            .map_or(0, Vec::len);
-                        changed |= patcher.insert(&route_path(&id, index), len, raw.clone());
+                    let added = live_doc
+                        .get(&at!["spec", id.section(), live_index, "route", j])
+                        .and_then(|d| d.to_value());
+                    if let Some(added) = added {
+                        let path = route_path(&id, index);
+                        let len = patcher.doc().len_at(&path).unwrap_or(0);
+                        changed |= patcher.insert(&path, len, added);
                     }
                 }
                 None => {}
@@ -264,7 +273,7 @@ fn restore_from_live(
         }
         if changed {
             let kept = weights_text(&claim.roles, live_dests, false);
-            let had = weights_text(&claim.roles, &request_dests, true);
+            let had = weights_text(&claim.roles, request_dests, true);
             notes.restored(format!(
                 "rollout-guard: kept weights {kept} on VirtualService {}/{} {} {}; request had {had}",
                 key.namespace,
@@ -275,7 +284,7 @@ fn restore_from_live(
             status_check(key, &id, index, &claim, live_dests, notes);
         }
     }
-    restore_managed_routes(key, live, live_raw, rollouts, patcher, notes);
+    restore_managed_routes(key, live, live_doc, rollouts, patcher, notes);
 }
 
 /// The controller writes the VirtualService before its status: a disagreement is normal for a
@@ -322,14 +331,14 @@ fn status_check(
 fn restore_managed_routes(
     key: &ObjectKey,
     live: &VirtualService,
-    live_raw: &Value,
+    live_doc: &mut Doc<'_>,
     rollouts: &[Arc<Rollout>],
-    patcher: &mut Patcher,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
-    let Some(live_http) = live_raw.pointer("/spec/http").and_then(Value::as_array) else {
+    if live_doc.len_at(&at!["spec", "http"]).is_none() {
         return;
-    };
+    }
     let mut owners: BTreeMap<String, Vec<&Arc<Rollout>>> = BTreeMap::new();
     for rollout in rollouts {
         for name in routes::managed_route_names(rollout) {
@@ -345,28 +354,24 @@ fn restore_managed_routes(
         if contested(key, &id, live_index, claimants, notes) {
             continue;
         }
-        let present = match patcher
-            .doc()
-            .pointer("/spec/http")
-            .and_then(Value::as_array)
-        {
-            Some(http) => http
-                .iter()
-                .any(|r| r.get("name").and_then(Value::as_str) == Some(name)),
-            None => false,
-        };
+        let request = patcher.doc();
+        let present = (0..request.len_at(&at!["spec", "http"]).unwrap_or(0))
+            .any(|i| request.str_at(&at!["spec", "http", i, "name"]) == Some(name));
         if present {
             continue;
         }
-        let Some(raw) = live_http.get(live_index) else {
+        let Some(route_value) = live_doc
+            .get(&at!["spec", "http", live_index])
+            .and_then(|r| r.to_value())
+        else {
             continue;
         };
-        if patcher.doc().pointer("/spec/http").is_none()
+        if !patcher.doc().exists(&at!["spec", "http"])
             && !patcher.set(&at!["spec", "http"], Value::Array(Vec::new()))
         {
             continue;
         }
-        if patcher.insert(&at!["spec", "http"], live_index, raw.clone()) {
+        if patcher.insert(&at!["spec", "http"], live_index, route_value) {
             let what = if route.mirror.is_some() {
                 "mirror"
             } else {
@@ -388,7 +393,7 @@ fn restore_from_status(
     key: &ObjectKey,
     request: &VirtualService,
     rollouts: &[Arc<Rollout>],
-    patcher: &mut Patcher,
+    patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
     for (id, index, rollout) in owned_routes(key, request, rollouts, notes) {
