@@ -173,7 +173,7 @@ fn targets(f: &Map<String, Value>) -> Vec<Target> {
                      scanned again for its view (the whole text, `managedFields` included, at a few \
                      hundred MB/s), the rules of a VirtualService/DestinationRule/Service write run \
                      twice per referencing Rollout (before and after, for `breaks-rollout`), and the \
-                     drift guard builds JSON trees of both objects when a Rollout owns them{}",
+                     drift guard reads an owned object's text again along the paths it patches{}",
                     over.len(),
                     p99s.len(),
                     parse_share
@@ -642,6 +642,15 @@ tasks).\n\n\
   top-level fields as text and both read those. Rollout UPDATE validate at 1,000 apps, the \
   benches before and after run alternately twice: p50 111 and 86 µs → 65 and 62 µs (noisy; the \
   decision table above has this run's figures).\n\
+- **Patches planned on the text, not on trees** (kept, 2026-12-02): the drift guard used to build \
+  JSON trees of both objects (without `managedFields`) and read the request's view again from its \
+  tree for every managed route. Now the patch is planned on the request's text, split one level at \
+  a time only along the paths it reads or writes (`drift::patch::Doc`), the request's view is the \
+  one already read, and the live view is read once from `oldObject`'s text. p50 at 1,000 apps, the \
+  benches before and after run alternately twice (load average 1-2.6): VirtualService 100/0 mutate \
+  49.2 and 49.6 → 35.7 and 36.1 µs, VirtualService 80/20 (nothing to restore) 38.6 and 39.0 → 21.2 \
+  and 21.4 µs, DestinationRule mutate 31.7 and 32.3 → 27.6 and 27.7 µs, Service mutate 30.4 and \
+  30.6 → 24.5 and 24.4 µs; validation unchanged.\n\
 - **Logs off the request path** (kept): a non-blocking writer on its own thread (lines dropped when \
   it falls behind are counted in `rollout_guard_log_lines_dropped_total`), and a plain allow is \
   logged at debug unless `--request-log all`.\n\
