@@ -603,6 +603,22 @@ tasks).\n\n\
 - **YAML** (ready time, lint): serde_yaml_ng tops out at 36-42 MiB/s even into small typed structs \
   on this machine; the targets need about 82 MiB/s. Parsing files on both cores would give about \
   2×, not 4×.\n\
+- **Other YAML readers** (evaluated 2026-12-02, none kept): each read the generated state at 2,000 \
+  apps (Git form 16.5 MiB, live form 21.5 MiB), one thread, medians of 7 interleaved runs, load \
+  average 1.3-2.0, as a ratio to serde_yaml_ng 0.10 in the same run (32.8 and 30.6 MiB/s): \
+  serde-saphyr 2.2 (set to read as serde_yaml_ng does) 0.49 and 0.54; saphyr-parser 0.3.4, \
+  granit-parser 2.2 and yaml-rust2 0.13.2 each with an event-to-`serde_json::Value` builder 1.04 \
+  and 1.16, 1.06 and 1.17, 1.12 and 1.27. The parsers alone, building nothing, reach 1.25-1.64× \
+  (yaml-rust2 about 50 MiB/s): no reader comes near 82 MiB/s, and building the `Value` is only \
+  about 12 % of serde_yaml_ng's time. All refused the hostile inputs (billion laughs, nesting 100k \
+  to 1M deep) with the nesting guard in front; serde_yaml_ng is the only one that needs the guard \
+  to stay fast. Compared document by document with serde_yaml_ng (30,000 generated documents, the \
+  789 of the fuzz corpus, the 159 fixtures, the manifests): the generated state is read alike by \
+  all; the differences are control characters in plain scalars (accepted by saphyr-parser and \
+  yaml-rust2, refused by libyaml and kubectl), anchors with `:` in their names, custom tags, null \
+  keys and, with serde-saphyr's defaults, YAML 1.1 booleans, merge keys and duplicate keys. A \
+  switch would gain at most 1.27× on the live form and change how edge documents read, so \
+  serde_yaml_ng stays.\n\
 - **Snapshots instead of a lock** (kept): decisions read an immutable snapshot of the index \
   (`ArcSwap` of persistent maps); under the old `RwLock` the storm's writer was stalled by the \
   readers (806 events/s of the 5,000 asked in one row on 2026-12-02), so the index fell behind. \
