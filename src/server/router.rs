@@ -77,12 +77,17 @@ impl Default for Limits {
 /// overestimates).
 pub fn decoded_estimate(body: &[u8]) -> usize {
     let (mut values, mut members) = (0usize, 0usize);
-    for &b in body {
-        match b {
-            b',' | b'[' | b'{' => values += 1,
-            b':' => members += 1,
-            _ => {}
+    // Branch-free byte counts in blocks whose sums fit a u8, so that the compiler can count a
+    // vector register's worth of bytes at a time: a `match` per byte took about a tenth of
+    // `serve`'s CPU under load.
+    for block in body.chunks(255) {
+        let (mut v, mut m) = (0u8, 0u8);
+        for &b in block {
+            v += u8::from(b == b',') | u8::from(b == b'[') | u8::from(b == b'{');
+            m += u8::from(b == b':');
         }
+        values += usize::from(v);
+        members += usize::from(m);
     }
     body.len()
         .saturating_add(values.saturating_mul(VALUE_COST))
@@ -542,6 +547,41 @@ mod tests {
         // An ordinary review is a small share.
         let review = br#"{"request":{"uid":"u","object":{"spec":{"hosts":["a","b"]}}}}"#;
         assert!(decoded_estimate(review) < 2 * 1024);
+    }
+
+    /// The block-wise count is exact: same as counting byte by byte, at every length around the
+    /// block size and with every byte counted (a block of only `{` must not overflow its sum).
+    #[test]
+    fn the_decoded_estimate_counts_every_byte() {
+        let naive = |body: &[u8]| {
+            let values = body
+                .iter()
+                .filter(|b| matches!(b, b',' | b'[' | b'{'))
+                .count();
+            let members = body.iter().filter(|&&b| b == b':').count();
+            body.len() + values * VALUE_COST + members * MEMBER_COST
+        };
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let alphabet = b",[{:}]\" a0";
+        let body: Vec<u8> = (0..5_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                alphabet[(seed % alphabet.len() as u64) as usize]
+            })
+            .collect();
+        for len in (0..600).chain([1_019, 1_020, 1_021, 4_999, 5_000]) {
+            assert_eq!(
+                decoded_estimate(&body[..len]),
+                naive(&body[..len]),
+                "{len} bytes"
+            );
+        }
+        for all in [b"{", b":", b","] {
+            let same = all.repeat(1_000);
+            assert_eq!(decoded_estimate(&same), naive(&same));
+        }
     }
 
     /// Signals on `dropped` when the stream (and so the body made of it) is dropped.
