@@ -127,7 +127,7 @@ fn restore_annotation(
 ) {
     let want = match live {
         Some(l) => annotation(l).map(str::to_string),
-        None => Some(rollout.meta.name.clone()),
+        None => Some(rollout.meta.name.to_string()),
     };
     let Some(want) = want else { return };
     if annotation(patcher.doc()) == Some(want.as_str()) {

@@ -1,5 +1,7 @@
+use super::intern::{APPLICATIONS, NAMESPACES};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Break-glass annotation: `rollout-guard.io/skip: "true"` skips validation and mutation.
 pub const ANNOTATION_SKIP: &str = "rollout-guard.io/skip";
@@ -12,18 +14,21 @@ pub const POD_TEMPLATE_HASH: &str = "rollouts-pod-template-hash";
 /// so that cached objects stay small.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Meta {
-    pub name: String,
-    pub namespace: String,
+    /// The same allocation as the name in the object's key ([`crate::model::Object::key`]).
+    pub name: Arc<str>,
+    /// Shared by every object of the namespace ([`super::intern::NAMESPACES`]).
+    pub namespace: Arc<str>,
     pub skip: bool,
-    pub managed_by: Option<String>,
+    pub managed_by: Option<Box<str>>,
     /// The GitOps application that applies the object, when it carries a marker of one (Argo
     /// CD's tracking annotation or instance label, Flux's Kustomization or HelmRelease labels):
     /// two objects of different applications are never written by one sync.
-    pub application: Option<String>,
+    /// Shared by the objects of the application ([`super::intern::APPLICATIONS`]).
+    pub application: Option<Arc<str>>,
     /// The cluster the object was read from, for Rollouts and Services of a remote Rollouts
     /// cluster (`--rollouts-cluster-secrets`); empty for this cluster and for Istio config, of
     /// which there is one cluster (see [`crate::model::ObjectKey`]).
-    pub cluster: std::sync::Arc<str>,
+    pub cluster: Arc<str>,
 }
 
 /// Argo CD's annotation tracking: `<app>:<group>/<kind>:<namespace>/<name>`.
@@ -77,17 +82,21 @@ impl RawMeta {
     pub(crate) fn into_meta(self, default_namespace: &str) -> Meta {
         let annotations = self.annotations.unwrap_or_default();
         let labels = self.labels.unwrap_or_default();
+        let namespace = self
+            .namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or(default_namespace);
         Meta {
-            application: application(&annotations, &labels),
-            name: self.name.or(self.generate_name).unwrap_or_default(),
-            namespace: self
-                .namespace
-                .filter(|ns| !ns.is_empty())
-                .unwrap_or_else(|| default_namespace.to_string()),
+            application: application(&annotations, &labels).map(|a| APPLICATIONS.intern(&a)),
+            name: Arc::from(self.name.or(self.generate_name).unwrap_or_default()),
+            namespace: NAMESPACES.intern(namespace),
             skip: annotations
                 .get(ANNOTATION_SKIP)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
-            managed_by: annotations.get(ANNOTATION_MANAGED_BY).cloned(),
+            managed_by: annotations
+                .get(ANNOTATION_MANAGED_BY)
+                .map(|owner| Box::from(owner.as_str())),
             cluster: super::object::local_cluster(),
         }
     }

@@ -180,9 +180,15 @@ impl Object {
         }
     }
 
+    /// The object's key, sharing the view's strings (no allocation).
     pub fn key(&self) -> ObjectKey {
         let m = self.meta();
-        ObjectKey::in_cluster(self.kind(), &m.cluster, &m.namespace, &m.name)
+        ObjectKey {
+            kind: self.kind(),
+            namespace: m.namespace.clone(),
+            name: m.name.clone(),
+            cluster: m.cluster.clone(),
+        }
     }
 
     /// The same object, as read from `cluster` (a remote Rollouts cluster's Rollouts and
