@@ -1,6 +1,7 @@
 use super::intern::{APPLICATIONS, NAMESPACES};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 /// Break-glass annotation: `rollout-guard.io/skip: "true"` skips validation and mutation.
@@ -102,25 +103,25 @@ impl RawMeta {
     }
 }
 
-/// A label set or selector: a handful of entries kept as a sorted boxed slice (a `BTreeMap` node
-/// holds 11 entries whatever the count: ~550 bytes for one label).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Labels(Box<[(String, String)]>);
+/// A label set or selector in one allocation: its entries sorted by key, each key and value
+/// written as `<length in bytes>:<text>` (a `BTreeMap` node holds 11 entries whatever the count,
+/// ~550 bytes for one label; a slice of `String` pairs is one allocation per key and per value).
+/// A set holds a handful of entries, so reads scan it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Labels(Box<str>);
 
 impl Labels {
-    pub fn get(&self, key: &str) -> Option<&String> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
-            .ok()
-            .map(|i| &self.0[i].1)
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    /// The entries, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        Entries(&self.0)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -128,14 +129,75 @@ impl Labels {
     }
 }
 
+struct Entries<'a>(&'a str);
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let key = self.take()?;
+        let value = self.take()?;
+        Some((key, value))
+    }
+}
+
+impl<'a> Entries<'a> {
+    fn take(&mut self) -> Option<&'a str> {
+        let (len, rest) = self.0.split_once(':')?;
+        let (text, rest) = rest.split_at_checked(len.parse().ok()?)?;
+        self.0 = rest;
+        Some(text)
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 impl From<BTreeMap<String, String>> for Labels {
     fn from(m: BTreeMap<String, String>) -> Self {
-        Labels(m.into_iter().collect::<Vec<_>>().into_boxed_slice())
+        use fmt::Write as _;
+        let mut text = String::new();
+        for s in m.iter().flat_map(|(k, v)| [k, v]) {
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{}:{s}", s.len());
+        }
+        Labels(text.into_boxed_str())
     }
 }
 
 impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         BTreeMap::<String, String>::deserialize(d).map(Labels::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_read_back_what_they_were_built_from() {
+        let entries = [
+            ("app", "web"),
+            ("", ""),
+            ("odd:key", "12:3"),
+            ("ünï", "cödé"),
+        ];
+        let map: BTreeMap<String, String> = entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let labels = Labels::from(map.clone());
+        let read: Vec<(&str, &str)> = labels.iter().collect();
+        let want: Vec<(&str, &str)> = map.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(read, want);
+        assert_eq!(labels.len(), 4);
+        assert_eq!(labels.get("odd:key"), Some("12:3"));
+        assert_eq!(labels.get(""), Some(""));
+        assert_eq!(labels.get("missing"), None);
+        assert!(Labels::default().is_empty() && Labels::default().iter().next().is_none());
     }
 }

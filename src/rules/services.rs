@@ -35,7 +35,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
             let mismatched: Vec<String> = svc
                 .selector
                 .iter()
-                .filter(|(k, _)| k.as_str() != POD_TEMPLATE_HASH)
+                .filter(|(k, _)| *k != POD_TEMPLATE_HASH)
                 .filter(|(k, v)| labels.get(k) != Some(*v))
                 .map(|(k, v)| match labels.get(k) {
                     Some(have) => format!("{k}={v} (pod template has {k}={have})"),
