@@ -480,6 +480,28 @@ pub fn describe(v: &Value) -> String {
     }
 }
 
+/// Lists read to their exact length: a `Vec` that serde grows from empty holds room for four
+/// entries, and nearly every list in a view holds one or two.
+pub(crate) mod exact {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        let mut list = Vec::deserialize(d)?;
+        list.shrink_to_fit();
+        Ok(list)
+    }
+
+    pub fn opt_vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        let mut list = Option::<Vec<T>>::deserialize(d)?;
+        if let Some(list) = &mut list {
+            list.shrink_to_fit();
+        }
+        Ok(list)
+    }
+}
+
 /// Lenient integer fields: Kubernetes clients write whole numbers as floats (`80.0`) at times.
 pub(crate) mod lenient_int {
     use serde::{Deserialize, Deserializer};
