@@ -292,9 +292,10 @@ fn targets(f: &Map<String, Value>) -> Vec<Target> {
                     format!(
                         "the index alone grows RSS by {} bytes per object: {} of heap, of which the \
                          parsed views {} and the index's maps the rest, plus the allocator's \
-                         per-block overhead. Next in line: every key repeats its namespace and name \
-                         as separate allocations (shared namespace strings would save about 100 bytes \
-                         an object), and the Rollout view keeps all 8 steps",
+                         per-block overhead. Next in line: the Rollout view (about 1 KiB of struct, \
+                         its 8 steps 80 bytes each), the reverse-reference sets (a key and a one-entry \
+                         slice for each object a Rollout names); namespaces and names are already \
+                         shared with the keys",
                         per_object.map(|v| format!("{v:.0}")).unwrap_or_else(|| "–".into()),
                         heap_per_object
                             .map(|v| format!("{v:.0}"))

@@ -238,8 +238,8 @@ fn rollout_part(rollout: &Rollout) -> RolloutPart {
     };
     let weights = status.and_then(|s| s.canary.weights.as_ref());
     RolloutPart {
-        namespace: rollout.meta.namespace.clone(),
-        name: rollout.meta.name.clone(),
+        namespace: rollout.meta.namespace.to_string(),
+        name: rollout.meta.name.to_string(),
         step,
         step_weight,
         status_weights: weights.map(|w| StatusWeights {
@@ -268,7 +268,7 @@ fn services(
         let live = world.index.service_of(rollout, name);
         ServicePart {
             role,
-            namespace: ns.clone(),
+            namespace: ns.to_string(),
             name: name.clone(),
             found: live.is_some(),
             selector: live
@@ -463,7 +463,7 @@ fn destination_rule(
     })
     .collect();
     Some(DestinationRulePart {
-        namespace: ns.clone(),
+        namespace: ns.to_string(),
         name: dr_ref.name.clone(),
         found: raw.is_some(),
         subsets,

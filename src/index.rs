@@ -5,19 +5,25 @@
 //! The maps are persistent (structure-shared): cloning an index is O(1) and a change copies only
 //! the path to what it touches. That is what lets [`SharedIndex`] publish a new immutable snapshot
 //! per watch event while decisions keep reading the one they started with.
+//!
+//! They are B-trees (`imbl::OrdMap`), not HAMTs (`imbl::HashMap`): a HAMT node holds a fixed
+//! array of slots however few are filled, and with 50,000 objects that cost about 400 heap bytes
+//! an object more; a B-tree node is at least half full, and lookups cost about the same.
 
+use crate::model::intern::NAMESPACES;
+use crate::model::object::local_cluster;
 use crate::model::{DestinationRule, Kind, Object, ObjectKey, Rollout, Service, VirtualService};
 use arc_swap::ArcSwap;
-use imbl::HashMap;
+use imbl::OrdMap;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default, Clone)]
 pub struct Index {
-    objects: HashMap<ObjectKey, Object>,
+    objects: OrdMap<ObjectKey, Object>,
     /// Each set, sorted, in its own `Arc`: copying a map node for a new snapshot then copies
     /// pointers, not every set in the node. A slice of exactly its length, because nearly every
     /// set holds one Rollout (a `Vec` would hold room for four).
-    referenced_by: HashMap<ObjectKey, Arc<[ObjectKey]>>,
+    referenced_by: OrdMap<ObjectKey, Arc<[ObjectKey]>>,
 }
 
 /// Read access to objects: the index itself, or the index with one object replaced.
@@ -67,16 +73,27 @@ pub trait Lookup {
 
 /// Every object a Rollout's spec references (VirtualServices, its DestinationRule, its Services).
 /// Services are in the Rollout's cluster; VirtualServices and DestinationRules in the one Istio
-/// config cluster (see [`ObjectKey`]).
+/// config cluster (see [`ObjectKey`]). Keys in the Rollout's namespace share its string.
 pub fn references_of(rollout: &Rollout) -> Vec<ObjectKey> {
-    let ns = rollout.meta.namespace.as_str();
+    let ns = &rollout.meta.namespace;
+    let key = |kind, cluster: &Arc<str>, namespace: &Arc<str>, name: &str| ObjectKey {
+        kind,
+        namespace: namespace.clone(),
+        name: Arc::from(name),
+        cluster: cluster.clone(),
+    };
+    let local = local_cluster();
     let mut out = Vec::new();
     for (_, vs_ref) in rollout.vs_refs() {
         let (vs_ns, vs_name) = vs_ref.target(ns);
-        out.push(ObjectKey::new(Kind::VirtualService, &vs_ns, &vs_name));
+        if *vs_ns == **ns {
+            out.push(key(Kind::VirtualService, &local, ns, &vs_name));
+        } else {
+            out.push(ObjectKey::new(Kind::VirtualService, &vs_ns, &vs_name));
+        }
     }
     if let Some(dr) = rollout.istio().and_then(|i| i.destination_rule.as_ref()) {
-        out.push(ObjectKey::new(Kind::DestinationRule, ns, &dr.name));
+        out.push(key(Kind::DestinationRule, &local, ns, &dr.name));
     }
     if let Some(c) = rollout.canary() {
         let pp = c.ping_pong.as_ref();
@@ -87,12 +104,7 @@ pub fn references_of(rollout: &Rollout) -> Vec<ObjectKey> {
             pp.map(|p| p.pong_service.as_str()),
         ];
         for name in names.into_iter().flatten().filter(|n| !n.is_empty()) {
-            out.push(ObjectKey::in_cluster(
-                Kind::Service,
-                &rollout.meta.cluster,
-                ns,
-                name,
-            ));
+            out.push(key(Kind::Service, &rollout.meta.cluster, ns, name));
         }
     }
     out.sort();
@@ -124,23 +136,48 @@ impl Index {
                     grown.extend_from_slice(&set[..at]);
                     grown.push(key.clone());
                     grown.extend_from_slice(&set[at..]);
+                    let target = self.stored_key(target);
                     self.referenced_by.insert(target, grown.into());
                 }
             }
         }
         let previous = self.objects.insert(key.clone(), object);
-        if let Some(Object::Rollout(old)) = &previous {
-            let now = match self.objects.get(&key) {
-                Some(Object::Rollout(r)) => references_of(r),
-                _ => Vec::new(),
-            };
-            for target in references_of(old) {
-                if !now.contains(&target) {
-                    self.unlink(&target, &key);
+        match &previous {
+            Some(Object::Rollout(old)) => {
+                let now = match self.objects.get(&key) {
+                    Some(Object::Rollout(r)) => references_of(r),
+                    _ => Vec::new(),
+                };
+                for target in references_of(old) {
+                    if !now.contains(&target) {
+                        self.unlink(&target, &key);
+                    }
                 }
             }
+            // A new object that Rollouts already reference: their sets are filed under a key
+            // built from a Rollout's spec; file them under the object's own strings instead.
+            // An update keeps the key its object was first filed under, so that a watch event
+            // writes this map only when a reference changes.
+            None => {
+                if let Some((_, rollouts)) = self.referenced_by.remove_with_key(&key) {
+                    self.referenced_by.insert(key, rollouts);
+                }
+            }
+            Some(_) => {}
         }
         previous
+    }
+
+    /// `key` as the index stores it: the stored object's key when there is one (its strings
+    /// already allocated), else `key` with its namespace shared.
+    fn stored_key(&self, key: ObjectKey) -> ObjectKey {
+        match self.objects.get_key_value(&key) {
+            Some((stored, _)) => stored.clone(),
+            None => ObjectKey {
+                namespace: NAMESPACES.intern(&key.namespace),
+                ..key
+            },
+        }
     }
 
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
@@ -446,6 +483,35 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn reverse_references_are_filed_under_the_objects_own_strings() {
+        let service = parse(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "c", "namespace": "ns"}}));
+        let vs = parse(
+            json!({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "vs1", "namespace": "ns"}}),
+        );
+        // One target stored before the Rollout, one after it.
+        let index = Index::from_objects([service.clone(), rollout("vs1"), vs.clone()]);
+        let rollout = index
+            .object(&ObjectKey::new(Kind::Rollout, "ns", "r"))
+            .expect("indexed");
+        for target in [&service, &vs] {
+            let (filed, set) = index
+                .referenced_by
+                .get_key_value(&target.key())
+                .expect("referenced");
+            assert!(Arc::ptr_eq(&filed.name, &target.meta().name), "{filed}");
+            assert!(Arc::ptr_eq(&set[0].name, &rollout.meta().name));
+        }
+        let (filed, _) = index
+            .referenced_by
+            .get_key_value(&ObjectKey::new(Kind::Service, "ns", "s"))
+            .expect("a Service not stored yet is referenced too");
+        assert!(Arc::ptr_eq(&filed.namespace, &service.meta().namespace));
+        assert!(Arc::ptr_eq(&rollout.meta().namespace, &vs.meta().namespace));
     }
 
     #[test]

@@ -140,7 +140,7 @@ fn restore_annotation(
 ) {
     let want = match live {
         Some(l) => annotation(l),
-        None => Some(rollout.meta.name.clone()),
+        None => Some(rollout.meta.name.to_string()),
     };
     let Some(want) = want else { return };
     let had = annotation(patcher.doc());

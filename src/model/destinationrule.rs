@@ -1,4 +1,4 @@
-use super::object::{field, Json, ParseError};
+use super::object::{exact, field, Json, ParseError};
 use super::Meta;
 use serde::Deserialize;
 
@@ -20,6 +20,7 @@ pub struct Subset {
 #[serde(default)]
 struct RawSpec {
     host: String,
+    #[serde(deserialize_with = "exact::opt_vec")]
     subsets: Option<Vec<Subset>>,
 }
 

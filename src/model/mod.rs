@@ -3,6 +3,7 @@
 
 pub mod destinationrule;
 pub mod host;
+pub mod intern;
 pub mod meta;
 pub mod object;
 pub mod roles;

@@ -180,9 +180,15 @@ impl Object {
         }
     }
 
+    /// The object's key, sharing the view's strings (no allocation).
     pub fn key(&self) -> ObjectKey {
         let m = self.meta();
-        ObjectKey::in_cluster(self.kind(), &m.cluster, &m.namespace, &m.name)
+        ObjectKey {
+            kind: self.kind(),
+            namespace: m.namespace.clone(),
+            name: m.name.clone(),
+            cluster: m.cluster.clone(),
+        }
     }
 
     /// The same object, as read from `cluster` (a remote Rollouts cluster's Rollouts and
@@ -471,6 +477,28 @@ pub fn describe(v: &Value) -> String {
         Value::String(s) => format!("string {s:?}"),
         Value::Array(a) => format!("a list of {} items", a.len()),
         Value::Object(_) => "an object".into(),
+    }
+}
+
+/// Lists read to their exact length: a `Vec` that serde grows from empty holds room for four
+/// entries, and nearly every list in a view holds one or two.
+pub(crate) mod exact {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        let mut list = Vec::deserialize(d)?;
+        list.shrink_to_fit();
+        Ok(list)
+    }
+
+    pub fn opt_vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        let mut list = Option::<Vec<T>>::deserialize(d)?;
+        if let Some(list) = &mut list {
+            list.shrink_to_fit();
+        }
+        Ok(list)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The fields of an Argo Rollout (`argoproj.io/v1alpha1`) that the rules and the drift guard read.
 
-use super::object::{field, lenient_int, Json, ParseError};
+use super::object::{exact, field, lenient_int, Json, ParseError};
 use super::Meta;
 use serde::Deserialize;
 
@@ -135,6 +135,7 @@ pub struct Canary {
     pub stable_service: Option<String>,
     pub ping_pong: Option<PingPong>,
     pub traffic_routing: Option<TrafficRouting>,
+    #[serde(deserialize_with = "exact::vec")]
     pub steps: Vec<Step>,
     pub max_surge: Option<IntOrString>,
     pub max_unavailable: Option<IntOrString>,
@@ -155,6 +156,7 @@ pub struct TrafficRouting {
     pub smi: Option<serde::de::IgnoredAny>,
     pub alb: Option<serde::de::IgnoredAny>,
     pub plugins: Option<serde::de::IgnoredAny>,
+    #[serde(deserialize_with = "exact::opt_vec")]
     pub managed_routes: Option<Vec<ManagedRoute>>,
     #[serde(deserialize_with = "lenient_int::opt")]
     pub max_traffic_weight: Option<i64>,
@@ -169,6 +171,7 @@ pub struct ManagedRoute {
 #[serde(default, rename_all = "camelCase")]
 pub struct Istio {
     pub virtual_service: Option<VsRef>,
+    #[serde(deserialize_with = "exact::opt_vec")]
     pub virtual_services: Option<Vec<VsRef>>,
     pub destination_rule: Option<DrRef>,
 }
@@ -178,10 +181,13 @@ pub struct Istio {
 pub struct VsRef {
     pub name: String,
     #[serde(default)]
+    #[serde(deserialize_with = "exact::opt_vec")]
     pub routes: Option<Vec<String>>,
     #[serde(default)]
+    #[serde(deserialize_with = "exact::opt_vec")]
     pub tls_routes: Option<Vec<TlsRouteRef>>,
     #[serde(default)]
+    #[serde(deserialize_with = "exact::opt_vec")]
     pub tcp_routes: Option<Vec<TcpRouteRef>>,
 }
 
@@ -278,6 +284,7 @@ mod reference_tests {
 pub struct TlsRouteRef {
     #[serde(deserialize_with = "lenient_int::opt")]
     pub port: Option<i64>,
+    #[serde(deserialize_with = "exact::vec")]
     pub sni_hosts: Vec<String>,
 }
 
@@ -295,6 +302,7 @@ pub struct DrRef {
     pub canary_subset_name: String,
     pub stable_subset_name: String,
     #[serde(default)]
+    #[serde(deserialize_with = "exact::vec")]
     pub additional_subset_names: Vec<String>,
 }
 
@@ -332,6 +340,7 @@ pub struct SetCanaryScale {
 pub struct SetHeaderRoute {
     pub name: String,
     #[serde(rename = "match")]
+    #[serde(deserialize_with = "exact::opt_vec")]
     pub matches: Option<Vec<HeaderRoutingMatch>>,
 }
 
@@ -367,6 +376,7 @@ pub struct SetMirrorRoute {
     #[serde(deserialize_with = "lenient_int::opt")]
     pub percentage: Option<i64>,
     #[serde(rename = "match")]
+    #[serde(deserialize_with = "exact::opt_vec")]
     pub matches: Option<Vec<RouteMatch>>,
 }
 
@@ -380,6 +390,7 @@ pub struct RouteMatch {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ExperimentStep {
+    #[serde(deserialize_with = "exact::vec")]
     pub templates: Vec<ExperimentTemplate>,
 }
 
@@ -416,6 +427,7 @@ pub struct CanaryStatus {
 pub struct TrafficWeights {
     pub canary: WeightDestination,
     pub stable: WeightDestination,
+    #[serde(deserialize_with = "exact::vec")]
     pub additional: Vec<WeightDestination>,
 }
 

@@ -1,4 +1,4 @@
-use super::object::{field, lenient_int, Json, ParseError};
+use super::object::{exact, field, lenient_int, Json, ParseError};
 use super::Meta;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -18,10 +18,15 @@ pub struct VirtualService {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawSpec {
+    #[serde(deserialize_with = "exact::opt_vec")]
     hosts: Option<Vec<String>>,
+    #[serde(deserialize_with = "exact::opt_vec")]
     gateways: Option<Vec<String>>,
+    #[serde(deserialize_with = "exact::opt_vec")]
     http: Option<Vec<HttpRoute>>,
+    #[serde(deserialize_with = "exact::opt_vec")]
     tls: Option<Vec<TlsRoute>>,
+    #[serde(deserialize_with = "exact::opt_vec")]
     tcp: Option<Vec<TcpRoute>>,
 }
 
@@ -53,6 +58,7 @@ impl VirtualService {
 #[serde(default)]
 pub struct HttpRoute {
     pub name: Option<String>,
+    #[serde(deserialize_with = "exact::vec")]
     pub route: Vec<RouteDestination>,
     pub mirror: Option<Destination>,
 }
@@ -67,7 +73,9 @@ impl HttpRoute {
 #[serde(default)]
 pub struct TlsRoute {
     #[serde(rename = "match")]
+    #[serde(deserialize_with = "exact::vec")]
     pub matches: Vec<TlsMatch>,
+    #[serde(deserialize_with = "exact::vec")]
     pub route: Vec<RouteDestination>,
 }
 
@@ -76,6 +84,7 @@ pub struct TlsRoute {
 pub struct TlsMatch {
     #[serde(deserialize_with = "lenient_int::opt")]
     pub port: Option<i64>,
+    #[serde(deserialize_with = "exact::vec")]
     pub sni_hosts: Vec<String>,
 }
 
@@ -83,7 +92,9 @@ pub struct TlsMatch {
 #[serde(default)]
 pub struct TcpRoute {
     #[serde(rename = "match")]
+    #[serde(deserialize_with = "exact::vec")]
     pub matches: Vec<L4Match>,
+    #[serde(deserialize_with = "exact::vec")]
     pub route: Vec<RouteDestination>,
 }
 

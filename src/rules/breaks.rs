@@ -13,7 +13,7 @@ pub struct Break {
     pub finding: Finding,
     pub rollout: ObjectKey,
     /// The GitOps application that applies the Rollout, if it carries a marker of one.
-    pub rollout_application: Option<String>,
+    pub rollout_application: Option<std::sync::Arc<str>>,
 }
 
 /// What a write changes for the Rollouts that reference the written object.

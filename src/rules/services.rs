@@ -11,7 +11,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
     let Some(canary) = rollout.canary() else {
         return;
     };
-    let ns = rollout.meta.namespace.as_str();
+    let ns: &str = &rollout.meta.namespace;
     let pp = canary.ping_pong.as_ref();
     let refs = [
         ("canaryService", canary.canary_service.as_deref()),
@@ -35,7 +35,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
             let mismatched: Vec<String> = svc
                 .selector
                 .iter()
-                .filter(|(k, _)| k.as_str() != POD_TEMPLATE_HASH)
+                .filter(|(k, _)| *k != POD_TEMPLATE_HASH)
                 .filter(|(k, v)| labels.get(k) != Some(*v))
                 .map(|(k, v)| match labels.get(k) {
                     Some(have) => format!("{k}={v} (pod template has {k}={have})"),
@@ -59,7 +59,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
             .meta
             .managed_by
             .as_deref()
-            .filter(|o| *o != rollout.meta.name)
+            .filter(|o| **o != *rollout.meta.name)
         {
             out.push(Finding::new(
  RuleId::ServiceManagedByOtherRollout,

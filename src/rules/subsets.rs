@@ -19,7 +19,7 @@ pub fn check(rollout: &Rollout, key: &ObjectKey, world: &dyn Lookup, out: &mut V
     let Some(dr_ref) = rollout.istio().and_then(|i| i.destination_rule.as_ref()) else {
         return;
     };
-    let ns = rollout.meta.namespace.as_str();
+    let ns: &str = &rollout.meta.namespace;
     let Some(dr) = world.destination_rule(ns, &dr_ref.name) else {
         out.push(missing(
             key,

@@ -141,7 +141,7 @@ mod tests {
         let Ok(Object::Service(s)) = o.view(Kind::Service, &local) else {
             panic!("a Service view")
         };
-        assert_eq!(s.meta.name, "web");
+        assert_eq!(&*s.meta.name, "web");
     }
 
     #[test]
