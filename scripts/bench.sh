@@ -34,6 +34,13 @@ export RG_BENCH_STARTED
 RG_BENCH_STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 export RG_BENCH_LOADAVG
 RG_BENCH_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+# The commit measured, taken before the run: the report may be regenerated later from the same
+# results (`cargo run --release --example bench_report -- BENCHMARKS.md` with these three set).
+export RG_BENCH_COMMIT
+RG_BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    RG_BENCH_COMMIT="$RG_BENCH_COMMIT with uncommitted changes"
+fi
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     export RG_BENCH_SIZES=${RG_BENCH_SIZES:-100,1000} RG_LOADGEN_APPS=${RG_LOADGEN_APPS:-1000}
