@@ -8,6 +8,7 @@ use crate::model::roles::Roles;
 use crate::model::{
     Kind, ObjectKey, Rollout, ANNOTATION_MANAGED_BY, ANNOTATION_SKIP, POD_TEMPLATE_HASH,
 };
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -161,11 +162,13 @@ fn restore_annotation(
 
 pub(super) fn restore_destination_rule(
     namespace: &str,
-    mut live: Option<&mut Doc<'_>>,
+    live: Option<&RawValue>,
     world: &dyn Lookup,
     patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
+    let mut live_doc = live.map(Doc::new);
+    let mut live = live_doc.as_mut();
     let Some((key, rollout)) = owned(
         Kind::DestinationRule,
         namespace,
@@ -280,11 +283,13 @@ fn restore_experiment_subsets(
 
 pub(super) fn restore_service(
     namespace: &str,
-    mut live: Option<&mut Doc<'_>>,
+    live: Option<&RawValue>,
     world: &dyn Lookup,
     patcher: &mut Patcher<'_>,
     notes: &mut Notes,
 ) {
+    let mut live_doc = live.map(Doc::new);
+    let mut live = live_doc.as_mut();
     let Some((key, rollout)) = owned(
         Kind::Service,
         namespace,

@@ -50,25 +50,16 @@ pub fn restore(
 ) -> Mutation {
     let mut patcher = Patcher::new(request.raw);
     let mut notes = Notes::default();
-    let mut live_doc = live.map(patch::Doc::new);
     match request.view {
         Object::VirtualService(vs) => {
             virtualservice::restore(namespace, vs, live, world, &mut patcher, &mut notes)
         }
-        Object::DestinationRule(_) => hashes::restore_destination_rule(
-            namespace,
-            live_doc.as_mut(),
-            world,
-            &mut patcher,
-            &mut notes,
-        ),
-        Object::Service(_) => hashes::restore_service(
-            namespace,
-            live_doc.as_mut(),
-            world,
-            &mut patcher,
-            &mut notes,
-        ),
+        Object::DestinationRule(_) => {
+            hashes::restore_destination_rule(namespace, live, world, &mut patcher, &mut notes)
+        }
+        Object::Service(_) => {
+            hashes::restore_service(namespace, live, world, &mut patcher, &mut notes)
+        }
         Object::Rollout(_) => {}
     }
     Mutation {
